@@ -1,0 +1,1 @@
+"""Pure domain code: standard library only, no I/O, no clock."""

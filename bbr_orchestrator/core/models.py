@@ -1,0 +1,167 @@
+"""Run records as plain values: what the catalog stores and the CLI shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class RunKind(StrEnum):
+    """What a run does."""
+
+    PRE_BACKUP_CHECK = "pre-backup-check"
+    BACKUP = "backup"
+    RESTORE = "restore"
+    VERIFY = "verify"
+    DRILL = "drill"
+    BACKUP_CLEANUP = "backup-cleanup"
+    RESTORE_CLEANUP = "restore-cleanup"
+
+
+class TargetKind(StrEnum):
+    """The two bbr modes."""
+
+    DIRECTOR = "director"
+    DEPLOYMENT = "deployment"
+
+
+class Trigger(StrEnum):
+    """Who started a run."""
+
+    SCHEDULE = "schedule"
+    OPERATOR = "operator"
+
+
+class RunState(StrEnum):
+    """Lifecycle of a run. ``QUEUED`` and ``RUNNING`` are active; the rest are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES = frozenset({RunState.QUEUED, RunState.RUNNING})
+FINAL_STATES = frozenset(RunState) - ACTIVE_STATES
+
+
+class LogStream(StrEnum):
+    """Where a run-log line came from."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    EVENT = "event"
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What is known when a run is claimed."""
+
+    id: str
+    kind: RunKind
+    target: str
+    target_kind: TargetKind
+    trigger: Trigger
+    triggered_by: str
+    created_at: datetime
+    plan: str | None = None
+    daemon_instance: str | None = None
+    state: RunState = RunState.QUEUED
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as the catalog holds it."""
+
+    id: str
+    kind: RunKind
+    target: str
+    target_kind: TargetKind
+    trigger: Trigger
+    triggered_by: str
+    state: RunState
+    created_at: datetime
+    plan: str | None = None
+    daemon_instance: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    exit_code: int | None = None
+    outcome: str | None = None
+    error_summary: str | None = None
+    bytes_total: int | None = None
+    log_object_key: str | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """Fields a state transition may set; ``None`` means "leave as is"."""
+
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    exit_code: int | None = None
+    outcome: str | None = None
+    error_summary: str | None = None
+    bytes_total: int | None = None
+    log_object_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One stored object of a run's backup."""
+
+    run_id: str
+    object_key: str
+    size_bytes: int
+    sha256: str
+    member_checksums: int = 0
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a run's log, in arrival order."""
+
+    run_id: str
+    seq: int
+    at: datetime
+    stream: LogStream
+    text: str
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters for listing runs; every field is optional and they combine with AND."""
+
+    plan: str | None = None
+    target: str | None = None
+    kind: RunKind | None = None
+    state: RunState | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+
+
+def new_run_id(now: datetime, token: str) -> str:
+    """A sortable, readable run id: ``20261127T035353Z-3f9a2c1b`` (UTC time, 8 hex of randomness).
+
+    It also names the run's working directory on the jumpbox, so it holds only ``[0-9A-Za-z-]``.
+    """
+    if now.tzinfo is None:
+        raise ValueError("run ids need a timezone-aware time")
+    if len(token) != 8 or any(c not in "0123456789abcdef" for c in token):
+        raise ValueError("token must be 8 lowercase hex characters")
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{token}"

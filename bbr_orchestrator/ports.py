@@ -1,0 +1,70 @@
+"""The interfaces actions depend on. Adapters implement them; unit tests fake them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bbr_orchestrator.core.models import (
+    Artifact,
+    LogLine,
+    LogStream,
+    NewRun,
+    Run,
+    RunFilter,
+    RunState,
+    RunUpdate,
+)
+
+
+class Clock(Protocol):
+    """Source of the current time (UTC-aware)."""
+
+    def now(self) -> datetime: ...
+
+
+class Catalog(Protocol):
+    """The run catalog: the record of every run, its artifacts and its log."""
+
+    def create_run(self, run: NewRun) -> Run:
+        """Insert a new run; raises ``RunConflict`` if the id exists."""
+        ...
+
+    def get_run(self, run_id: str) -> Run:
+        """Return one run by full id or unique id prefix; raises ``RunNotFound``."""
+        ...
+
+    def list_runs(self, run_filter: RunFilter) -> list[Run]:
+        """Runs matching the filter, newest first, at most ``run_filter.limit``."""
+        ...
+
+    def transition(
+        self,
+        run_id: str,
+        expected: Sequence[RunState],
+        new_state: RunState,
+        update: RunUpdate | None = None,
+    ) -> Run:
+        """Compare-and-set the state; raises ``RunConflict`` when the run is not in ``expected``."""
+        ...
+
+    def heartbeat(self, run_id: str, at: datetime) -> None:
+        """Record that the owner of an active run is alive."""
+        ...
+
+    def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:
+        """Record stored objects of a run."""
+        ...
+
+    def list_artifacts(self, run_id: str) -> list[Artifact]:
+        """Objects recorded for a run, ordered by object key."""
+        ...
+
+    def append_log(self, run_id: str, lines: Iterable[tuple[datetime, LogStream, str]]) -> int:
+        """Append lines to a run's log in order; returns the number appended."""
+        ...
+
+    def read_log(self, run_id: str, after_seq: int = 0) -> Iterator[LogLine]:
+        """Stream a run's log lines with ``seq > after_seq`` in order."""
+        ...
