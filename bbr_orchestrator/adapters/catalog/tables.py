@@ -1,0 +1,179 @@
+"""The catalog's tables as SQLAlchemy Core metadata: the one schema Alembic compares against.
+
+Portable across SQLite, PostgreSQL and MySQL/MariaDB (InnoDB, Galera-safe):
+
+* enums are short ``VARCHAR`` columns with a CHECK constraint, never native enum types, so a
+  new run kind is a small migration (update the constraint);
+* every timestamp is UTC: ``timestamptz`` on PostgreSQL, naive UTC (``DATETIME(6)``) on
+  SQLite/MySQL with UTC re-attached on read (:class:`UtcDateTime`);
+* MySQL tables are ``utf8mb4`` with the binary collation, so text compares exactly as on the
+  other backends (case-sensitive plan/target filters, distinct object keys);
+* every table has a primary key (Galera requires one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from bbr_orchestrator.core.models import LogStream, RunKind, RunState, TargetKind, Trigger
+
+MYSQL_DIALECTS = ("mysql", "mariadb")
+
+# Constraint names are derived, so migrations (and SQLite batch rebuilds) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MYSQL_TABLE_OPTIONS = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+#: S3 allows 1024-byte keys; ours (``<prefix>/<target>/<run id>/<file>``) are far shorter.
+#: 700 characters keeps the unique (run_id, object_key) index under InnoDB's 3072-byte limit
+#: in utf8mb4 (4 bytes a character).
+OBJECT_KEY_LENGTH = 700
+NAME_LENGTH = 255
+#: Longest run-log line kept, in UTF-8 bytes; longer lines are cut and marked.
+MAX_LOG_LINE_BYTES = 64 * 1024
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC ``datetime`` on every backend; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[datetime]:
+        if dialect.name in MYSQL_DIALECTS:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"the catalog stores timezone-aware datetimes only, got {value!r}")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _long_text() -> TypeEngine[str]:
+    """``TEXT``; ``MEDIUMTEXT`` on MySQL, whose ``TEXT`` stops at 65,535 bytes."""
+    return Text().with_variant(mysql.MEDIUMTEXT(), *MYSQL_DIALECTS)
+
+
+def _one_of(column: str, values: Iterable[StrEnum]) -> CheckConstraint:
+    allowed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=column)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("target", String(NAME_LENGTH), nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("plan", String(NAME_LENGTH), nullable=True),
+    Column("trigger", String(16), nullable=False),
+    Column("triggered_by", String(NAME_LENGTH), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("outcome", String(128), nullable=True),
+    Column("error_summary", _long_text(), nullable=True),
+    Column("bytes_total", BigInteger, nullable=True),
+    Column("daemon_instance", String(NAME_LENGTH), nullable=True),
+    Column("log_object_key", String(1024), nullable=True),
+    _one_of("kind", RunKind),
+    _one_of("target_kind", TargetKind),
+    _one_of("trigger", Trigger),
+    _one_of("state", RunState),
+    # list_runs: one filter (or none) + ORDER BY created_at DESC, id DESC + LIMIT walks one
+    # index backwards and stops after LIMIT rows. ``id`` makes the order total (ties on
+    # created_at) and lets SQLite avoid a sort step.
+    Index("ix_runs_created_at", "created_at", "id"),
+    Index("ix_runs_plan_created_at", "plan", "created_at", "id"),
+    Index("ix_runs_target_created_at", "target", "created_at", "id"),
+    Index("ix_runs_kind_created_at", "kind", "created_at", "id"),
+    Index("ix_runs_state_created_at", "state", "created_at", "id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "run_id",
+        String(64),
+        ForeignKey("runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("object_key", String(OBJECT_KEY_LENGTH), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("member_checksums", Integer, nullable=False),
+    # Also the index for "artifacts of a run" and for the foreign key.
+    UniqueConstraint("run_id", "object_key"),
+    CheckConstraint("size_bytes >= 0", name="size_bytes"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+run_log = Table(
+    "run_log",
+    metadata,
+    Column(
+        "run_id",
+        String(64),
+        ForeignKey("runs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("stream", String(16), nullable=False),
+    Column("text", _long_text(), nullable=False),
+    _one_of("stream", LogStream),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+#: The secondary indexes of ``runs`` (the benchmark drops them for its baseline).
+RUNS_LIST_INDEXES = tuple(sorted(ix.name for ix in runs.indexes if ix.name))

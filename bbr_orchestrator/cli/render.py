@@ -1,0 +1,129 @@
+"""Turn catalog records into tables for people and JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bbr_orchestrator.core.models import Artifact, Run
+
+_STATE_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "interrupted": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "cyan",
+}
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy: enums as values, datetimes as ISO 8601."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    record: dict[str, Any] = plain(asdict(run))
+    record["duration_seconds"] = run.duration_seconds
+    return record
+
+
+def to_json(data: Any, *, compact: bool = False) -> str:
+    if compact:
+        return json.dumps(plain(data), separators=(",", ":"))
+    return json.dumps(plain(data), indent=2)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def runs_table(runs: list[Run]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "KIND", "TARGET", "PLAN", "STATE", "OUTCOME", "CREATED", "DURATION"):
+        table.add_column(column, no_wrap=True)
+    for run in runs:
+        style = _STATE_STYLE.get(run.state.value, "")
+        table.add_row(
+            run.id,
+            run.kind.value,
+            run.target,
+            run.plan or "-",
+            f"[{style}]{run.state.value}[/]" if style else run.state.value,
+            run.outcome or "-",
+            _when(run.created_at),
+            _duration(run.duration_seconds),
+        )
+    return table
+
+
+def print_run(console: Console, run: Run, artifacts: list[Artifact]) -> None:
+    rows = [
+        ("id", run.id),
+        ("kind", run.kind.value),
+        ("target", f"{run.target} ({run.target_kind.value})"),
+        ("plan", run.plan or "-"),
+        ("trigger", f"{run.trigger.value} by {run.triggered_by}"),
+        ("state", run.state.value),
+        ("outcome", run.outcome or "-"),
+        ("bbr exit code", "-" if run.exit_code is None else str(run.exit_code)),
+        ("created", _when(run.created_at)),
+        ("started", _when(run.started_at)),
+        ("finished", _when(run.finished_at)),
+        ("duration", _duration(run.duration_seconds)),
+        ("bytes", human_bytes(run.bytes_total)),
+        ("daemon", run.daemon_instance or "-"),
+    ]
+    if run.error_summary:
+        rows.append(("error", run.error_summary))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
+    if artifacts:
+        table = Table(box=None, header_style="bold", title="artifacts", title_justify="left")
+        for column in ("OBJECT", "SIZE", "SHA-256", "MEMBERS"):
+            table.add_column(column, no_wrap=column != "OBJECT")
+        for artifact in artifacts:
+            table.add_row(
+                artifact.object_key,
+                human_bytes(artifact.size_bytes),
+                artifact.sha256,
+                str(artifact.member_checksums),
+            )
+        console.print(table)
+    console.print(f"log: bbr-orchestrator runs logs {run.id}", highlight=False)

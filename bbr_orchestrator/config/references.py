@@ -1,0 +1,94 @@
+"""Cross-references between config sections, checked on the raw data.
+
+They run even when other parts of the file fail validation, so that one run of
+``config validate`` reports every problem at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bbr_orchestrator.errors import ConfigProblem
+
+
+def _items(data: dict[str, Any], section: str) -> list[tuple[int, dict[str, Any]]]:
+    value = data.get(section)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _names(data: dict[str, Any], section: str) -> Iterator[ConfigProblem]:
+    seen: dict[str, int] = {}
+    for i, item in _items(data, section):
+        name = item.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            yield ConfigProblem(
+                f"{section}[{i}].name",
+                f"duplicate name {name!r} (already used by {section}[{seen[name]}])",
+            )
+        else:
+            seen[name] = i
+
+
+def _known(data: dict[str, Any], section: str) -> dict[str, dict[str, Any]]:
+    return {
+        item["name"]: item for _, item in _items(data, section) if isinstance(item.get("name"), str)
+    }
+
+
+def _unknown(kind: str, name: object, known: dict[str, Any]) -> str:
+    choices = ", ".join(sorted(known)) or "none defined"
+    return f"unknown {kind} {name!r} (known: {choices})"
+
+
+def check_references(data: dict[str, Any]) -> list[ConfigProblem]:
+    """Duplicate names and references to jumpboxes and targets that do not exist."""
+    problems: list[ConfigProblem] = []
+    for section in ("jumpboxes", "targets", "plans"):
+        problems.extend(_names(data, section))
+    jumpboxes = _known(data, "jumpboxes")
+    targets = _known(data, "targets")
+    for i, target in _items(data, "targets"):
+        jumpbox = target.get("jumpbox")
+        if isinstance(jumpbox, str) and jumpbox not in jumpboxes:
+            problems.append(
+                ConfigProblem(f"targets[{i}].jumpbox", _unknown("jumpbox", jumpbox, jumpboxes))
+            )
+    for i, plan in _items(data, "plans"):
+        plan_targets = plan.get("targets")
+        listed = plan_targets if isinstance(plan_targets, list) else []
+        for j, name in enumerate(listed):
+            if isinstance(name, str) and name not in targets:
+                problems.append(
+                    ConfigProblem(f"plans[{i}].targets[{j}]", _unknown("target", name, targets))
+                )
+        drills = plan.get("drills")
+        for k, drill in enumerate(drills if isinstance(drills, list) else []):
+            if not isinstance(drill, dict):
+                continue
+            problems.extend(_check_drill(f"plans[{i}].drills[{k}]", drill, listed, targets))
+    return problems
+
+
+def _check_drill(
+    path: str, drill: dict[str, Any], plan_targets: list[Any], targets: dict[str, dict[str, Any]]
+) -> Iterator[ConfigProblem]:
+    source, target = drill.get("source"), drill.get("target")
+    if isinstance(source, str) and source not in plan_targets:
+        yield ConfigProblem(f"{path}.source", f"{source!r} is not one of this plan's targets")
+    if isinstance(target, str):
+        if target not in targets:
+            yield ConfigProblem(f"{path}.target", _unknown("target", target, targets))
+        elif isinstance(source, str) and source in targets:
+            source_kind, target_kind = targets[source].get("kind"), targets[target].get("kind")
+            kinds = {"director", "deployment"}
+            if source_kind in kinds and target_kind in kinds and source_kind != target_kind:
+                yield ConfigProblem(
+                    f"{path}.target",
+                    f"a {source_kind} backup cannot be restored into "
+                    f"{target_kind} target {target!r}",
+                )

@@ -1,0 +1,414 @@
+"""The one typed config schema: validation, the example file and the docs all come from here.
+
+Every field carries a description (it becomes the comment in the example file) and, where the
+field is required, an example value.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, field_validator, model_validator
+
+from bbr_orchestrator.config.types import (
+    CronSchedule,
+    Duration,
+    Fingerprint,
+    Host,
+    HostPort,
+    Name,
+    Port,
+    SecretRef,
+    TimeZoneName,
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_take_defaults(cls, data: Any) -> Any:
+        """A section left empty in YAML (``catalog:`` with only comments) means "all defaults"."""
+        if isinstance(data, dict):
+            return {
+                key: value
+                for key, value in data.items()
+                if not (
+                    value is None
+                    and key in cls.model_fields
+                    and cls.model_fields[key].default_factory is not None
+                )
+            }
+        return data
+
+
+class CatalogConfig(_Model):
+    """Where every run is recorded."""
+
+    url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the catalog database. Empty: a SQLite file under state_dir. "
+            "PostgreSQL: postgresql://user@host/db; MySQL/MariaDB: mysql://user@host/db. "
+            "Put no password here: use password_secret."
+        ),
+        examples=["postgresql://bbr@db.example.internal/bbr_catalog"],
+    )
+    password_secret: SecretRef | None = Field(
+        default=None,
+        description="Password for the catalog database user, if it needs one.",
+        examples=[{"env": "CATALOG_PASSWORD"}],
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_password(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep or not scheme:
+            raise ValueError(f"{value!r} is not a database URL (expected scheme://...)")
+        userinfo = rest.split("@", 1)[0] if "@" in rest else ""
+        if ":" in userinfo:
+            raise ValueError("the URL contains a password; move it to catalog.password_secret")
+        if scheme.split("+")[0] not in {"sqlite", "postgresql", "postgres", "mysql", "mariadb"}:
+            raise ValueError(f"unsupported database {scheme!r}: use sqlite, postgresql or mysql")
+        return value
+
+
+class AddressingStyle(StrEnum):
+    AUTO = "auto"
+    PATH = "path"
+    VIRTUAL = "virtual"
+
+
+class ServerSideEncryption(StrEnum):
+    NONE = "none"
+    S3 = "AES256"
+    KMS = "aws:kms"
+
+
+class RequestChecksums(StrEnum):
+    WHEN_SUPPORTED = "when_supported"
+    WHEN_REQUIRED = "when_required"
+
+
+class CredentialsConfig(_Model):
+    """How to authenticate to the object store."""
+
+    source: Literal["default", "profile", "secrets"] = Field(
+        default="default",
+        description=(
+            "default: the standard AWS chain (env vars, shared files, instance role); "
+            "profile: a named profile from a credentials file; secrets: the two secrets below."
+        ),
+    )
+    profile: str | None = Field(default=None, description="Profile name (source: profile).")
+    credentials_file: Path | None = Field(
+        default=None, description="Shared credentials file for the profile (source: profile)."
+    )
+    access_key_id: SecretRef | None = Field(
+        default=None,
+        description="Access key id (source: secrets).",
+        examples=[{"credential": "s3_access_key_id"}],
+    )
+    secret_access_key: SecretRef | None = Field(
+        default=None,
+        description="Secret access key (source: secrets).",
+        examples=[{"credential": "s3_secret_access_key"}],
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CredentialsConfig:
+        if self.source == "profile" and not self.profile:
+            raise ValueError("source 'profile' needs a profile name")
+        if self.source == "secrets" and (
+            self.access_key_id is None or self.secret_access_key is None
+        ):
+            raise ValueError("source 'secrets' needs access_key_id and secret_access_key")
+        return self
+
+
+class ObjectStoreConfig(_Model):
+    """The S3-compatible bucket the artifacts go to."""
+
+    endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, ECS). Empty: AWS S3.",
+        examples=["https://s3.example.internal:9000"],
+    )
+    bucket: str = Field(description="Bucket name.", examples=["foundation-backups"])
+    prefix: str = Field(default="bbr", description="Key prefix under which all objects go.")
+    region: str = Field(default="us-east-1", description="Region name for request signing.")
+    addressing_style: AddressingStyle = Field(
+        default=AddressingStyle.AUTO,
+        description="auto, path (most S3-compatible stores) or virtual.",
+    )
+    credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)
+    server_side_encryption: ServerSideEncryption = Field(
+        default=ServerSideEncryption.NONE, description="none, AES256 (SSE-S3) or aws:kms (SSE-KMS)."
+    )
+    sse_kms_key_id: str | None = Field(
+        default=None, description="KMS key id or ARN (server_side_encryption: aws:kms)."
+    )
+    request_checksums: RequestChecksums = Field(
+        default=RequestChecksums.WHEN_SUPPORTED,
+        description=(
+            "when_supported (SDK default) or when_required: turn off the newer default request "
+            "checksums that some S3-compatible stores reject."
+        ),
+    )
+    verify_tls: bool = Field(default=True, description="Verify the endpoint's TLS certificate.")
+    ca_bundle: Path | None = Field(default=None, description="CA bundle for the endpoint.")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if not (3 <= len(value) <= 63) or not all(c.isalnum() or c in ".-" for c in value):
+            raise ValueError("a bucket name has 3-63 letters, digits, '.' or '-'")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _kms(self) -> ObjectStoreConfig:
+        if self.sse_kms_key_id and self.server_side_encryption is not ServerSideEncryption.KMS:
+            raise ValueError("sse_kms_key_id is set but server_side_encryption is not aws:kms")
+        return self
+
+
+class JumpboxConfig(_Model):
+    """A machine with bbr on it, reached over SSH. Its host key is always verified."""
+
+    name: Name = Field(description="Name used by targets.", examples=["jumpbox-1"])
+    host: Host = Field(description="Host name or IP address.", examples=["10.0.0.5"])
+    port: Port = Field(default=22, description="SSH port.")
+    user: str = Field(description="SSH user.", examples=["ubuntu"])
+    private_key_file: Path = Field(
+        description="Private key for the SSH user, on this machine.",
+        examples=["/etc/bbr-orchestrator/jumpbox_ed25519"],
+    )
+    private_key_passphrase: SecretRef | None = Field(
+        default=None,
+        description="Passphrase of the private key, if it has one.",
+        examples=[{"env": "JUMPBOX_KEY_PASSPHRASE"}],
+    )
+    known_hosts_file: Path | None = Field(
+        default=None,
+        description="known_hosts file with the jumpbox's host key (or use host_key_fingerprint).",
+        examples=["/etc/bbr-orchestrator/known_hosts"],
+    )
+    host_key_fingerprint: Fingerprint | None = Field(
+        default=None,
+        description="Pinned host key fingerprint, as `ssh-keygen -lf` prints it.",
+        examples=["SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"],
+    )
+    bbr_path: str = Field(default="bbr", description="Path of bbr on the jumpbox.")
+    work_root: str = Field(
+        default="bbr-orchestrator",
+        description="Directory on the jumpbox for per-run work dirs (relative: under home).",
+    )
+    connect_timeout: Duration = Field(
+        default=timedelta(seconds=15), description="TCP connect and SSH handshake timeout."
+    )
+    command_timeout: Duration = Field(
+        default=timedelta(hours=24), description="Longest a single bbr command may run."
+    )
+    keepalive_interval: Duration = Field(
+        default=timedelta(seconds=30), description="SSH keepalive interval on long sessions."
+    )
+
+    @model_validator(mode="after")
+    def _host_key(self) -> JumpboxConfig:
+        if (self.known_hosts_file is None) == (self.host_key_fingerprint is None):
+            raise ValueError(
+                "set exactly one of known_hosts_file or host_key_fingerprint: "
+                "host keys are always verified"
+            )
+        return self
+
+
+class DirectorTarget(_Model):
+    """A BOSH director, backed up with `bbr director`."""
+
+    kind: Literal["director"] = Field(description="director or deployment.")
+    name: Name = Field(description="Name of the target.", examples=["bosh-director"])
+    jumpbox: Name = Field(description="Name of the jumpbox that runs bbr.", examples=["jumpbox-1"])
+    host: HostPort = Field(description="Director address, host[:port].", examples=["10.0.0.6"])
+    ssh_user: str = Field(default="bbr", description="SSH user on the director.")
+    private_key_path: str = Field(
+        description="Path of the director's bbr SSH key ON THE JUMPBOX.",
+        examples=["/home/ubuntu/bbr_ssh_key.pem"],
+    )
+
+
+class DeploymentTarget(_Model):
+    """One BOSH deployment (or all of them), backed up with `bbr deployment`."""
+
+    kind: Literal["deployment"] = Field(description="director or deployment.")
+    name: Name = Field(description="Name of the target.", examples=["cf"])
+    jumpbox: Name = Field(description="Name of the jumpbox that runs bbr.", examples=["jumpbox-1"])
+    bosh_target: str = Field(
+        description="BOSH director URL or address.", examples=["https://10.0.0.6:25555"]
+    )
+    client: str = Field(description="BOSH UAA client.", examples=["bbr_client"])
+    client_secret: SecretRef = Field(
+        description="BOSH client secret; reaches bbr only through its environment.",
+        examples=[{"env": "BOSH_CLIENT_SECRET"}],
+    )
+    ca_cert_path: str = Field(
+        description="Path of the director's CA certificate ON THE JUMPBOX.",
+        examples=["/home/ubuntu/root_ca_certificate"],
+    )
+    deployment: str | None = Field(
+        default=None,
+        description="Deployment name (or set all_deployments).",
+        examples=["cf-abc123"],
+    )
+    all_deployments: bool = Field(default=False, description="Back up every deployment.")
+    with_manifest: bool = Field(default=False, description="Also store the deployment manifest.")
+
+    @model_validator(mode="after")
+    def _which(self) -> DeploymentTarget:
+        if (self.deployment is None) == (not self.all_deployments):
+            raise ValueError("set exactly one of deployment or all_deployments: true")
+        return self
+
+
+Target = Annotated[DirectorTarget | DeploymentTarget, Discriminator("kind")]
+
+
+class RetentionConfig(_Model):
+    """Which backups to keep. Only complete restore points count."""
+
+    keep_last: int | None = Field(default=7, ge=0, description="Keep the newest N.")
+    keep_daily: int = Field(default=0, ge=0, description="Keep the last backup of N days.")
+    keep_weekly: int = Field(default=0, ge=0, description="Keep the last backup of N weeks.")
+    keep_monthly: int = Field(default=0, ge=0, description="Keep the last backup of N months.")
+    keep_yearly: int = Field(default=0, ge=0, description="Keep the last backup of N years.")
+    keep_within: Duration | None = Field(
+        default=None, description="Keep everything newer than this.", examples=["14d"]
+    )
+    min_verified: int = Field(
+        default=2, ge=1, description="Never go below this many complete, verified restore points."
+    )
+    incomplete_keep_for: Duration = Field(
+        default=timedelta(days=3), description="How long failed or incomplete backups are kept."
+    )
+
+
+class DrillConfig(_Model):
+    """A restore drill: restore the latest restore point into a sandbox to prove it works."""
+
+    target: Name = Field(description="The drill target (a sandbox).", examples=["sandbox-director"])
+    source: Name = Field(
+        description="Which of the plan's targets to restore.", examples=["bosh-director"]
+    )
+    schedule: CronSchedule = Field(description="Cron schedule (5 fields).", examples=["0 6 * * 6"])
+    timezone: TimeZoneName = Field(description="Time zone of the schedule.", examples=["UTC"])
+    smoke_command: list[str] | None = Field(
+        default=None,
+        description="Command run on the jumpbox after the restore (argv list).",
+        examples=[["/home/ubuntu/smoke-test.sh", "--quick"]],
+    )
+    allow_source_as_target: bool = Field(
+        default=False, description="Allow restoring into the source itself (dangerous)."
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DrillConfig:
+        if self.target == self.source and not self.allow_source_as_target:
+            raise ValueError(
+                "the drill target is the source itself; a drill restores over it. "
+                "Name a sandbox target, or set allow_source_as_target: true"
+            )
+        return self
+
+
+class PlanConfig(_Model):
+    """A scheduled backup of some targets, with retention and drills."""
+
+    name: Name = Field(description="Name of the plan.", examples=["nightly"])
+    targets: list[Name] = Field(
+        min_length=1,
+        description="Targets backed up together, in this order.",
+        examples=[["bosh-director", "cf"]],
+    )
+    schedule: CronSchedule = Field(description="Cron schedule (5 fields).", examples=["0 2 * * *"])
+    timezone: TimeZoneName = Field(description="Time zone of the schedule.", examples=["UTC"])
+    paused: bool = Field(default=False, description="Keep the plan but do not fire it.")
+    pre_backup_check: bool = Field(default=True, description="Run pre-backup-check first.")
+    stop_on_failure: bool = Field(
+        default=False, description="Skip the remaining targets after a failed one."
+    )
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    drills: list[DrillConfig] = Field(default_factory=list, description="Restore drills.")
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LoggingConfig(_Model):
+    """How bbr-orchestrator logs."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error."
+    )
+    format: LogFormat = Field(
+        default=LogFormat.AUTO,
+        description="auto (console on a terminal, else JSON), json, console.",
+    )
+
+
+class MetricsConfig(_Model):
+    """The Prometheus endpoint."""
+
+    listen_address: str = Field(
+        default="127.0.0.1", description="Address to listen on (loopback unless you need more)."
+    )
+    port: Port = Field(default=9613, description="Port of the /metrics endpoint.")
+
+
+class Config(_Model):
+    """bbr-orchestrator configuration."""
+
+    state_dir: Path = Field(
+        default=Path("/var/lib/bbr-orchestrator"),
+        description="Directory for local state (the default SQLite catalog lives here).",
+    )
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    object_store: ObjectStoreConfig
+    jumpboxes: list[JumpboxConfig] = Field(min_length=1, description="Jumpboxes that run bbr.")
+    targets: list[Target] = Field(min_length=1, description="Directors and deployments.")
+    plans: list[PlanConfig] = Field(default_factory=list, description="Scheduled backups.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    def jumpbox(self, name: str) -> JumpboxConfig:
+        return next(j for j in self.jumpboxes if j.name == name)
+
+    def target(self, name: str) -> DirectorTarget | DeploymentTarget:
+        return next(t for t in self.targets if t.name == name)
+
+    def catalog_url(self) -> str:
+        """The catalog URL, defaulting to a SQLite file under ``state_dir``."""
+        if self.catalog.url:
+            return self.catalog.url
+        return f"sqlite:///{self.state_dir / 'catalog.sqlite3'}"

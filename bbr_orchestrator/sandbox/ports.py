@@ -1,0 +1,40 @@
+"""Free TCP ports on 127.0.0.1 for sandbox processes."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """Return ``count`` distinct ports that were free on ``host`` a moment ago.
+
+    All sockets are held open together so the ports are distinct; another
+    process may still grab one before the caller binds it, so starters retry
+    on "address already in use".
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    with ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return one port that was free on ``host`` a moment ago."""
+    return free_ports(1, host)[0]
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when a TCP connection to ``host:port`` succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
