@@ -96,6 +96,17 @@ class RunConflict(OrchestratorError):
         )
 
 
+class ArtifactConflict(OrchestratorError):
+    """An artifact with this object key is already recorded for the run."""
+
+    exit_code = 5
+
+    def __init__(self, run_id: str, object_key: str) -> None:
+        self.run_id = run_id
+        self.object_key = object_key
+        super().__init__(f"run {run_id}: artifact {object_key} is already recorded")
+
+
 class SandboxError(OrchestratorError):
     """A local sandbox process (sshd, S3 server) failed to start or answer."""
 
@@ -105,3 +116,14 @@ class SandboxError(OrchestratorError):
         self.component = component
         self.reason = reason
         super().__init__(f"sandbox {component}: {reason}")
+
+
+class InvalidOperation(OrchestratorError):
+    """A bbr operation that cannot be asked for (bad flag combination)."""
+
+    exit_code = 2
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"bbr {operation}: {reason}")
