@@ -127,3 +127,29 @@ class InvalidOperation(OrchestratorError):
         self.operation = operation
         self.reason = reason
         super().__init__(f"bbr {operation}: {reason}")
+
+
+class SshError(OrchestratorError):
+    """The jumpbox cannot be reached, refuses us, or the session broke."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        self.host = host
+        self.reason = reason
+        super().__init__(f"jumpbox {host}: {reason}")
+
+
+class HostKeyError(SshError):
+    """The jumpbox's host key is unknown or differs from the trusted one: connection refused."""
+
+    def __init__(self, host: str, fingerprint: str, reason: str) -> None:
+        self.fingerprint = fingerprint
+        super().__init__(host, f"{reason} (host key seen: {fingerprint}); connection refused")
+
+
+class RemoteTimeout(SshError):
+    """A remote command ran past its timeout and was stopped."""
+
+    def __init__(self, host: str, command: str, seconds: float) -> None:
+        self.command = command
+        self.seconds = seconds
+        super().__init__(host, f"`{command}` ran longer than {seconds:.0f}s and was stopped")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +22,33 @@ class Clock(Protocol):
     """Source of the current time (UTC-aware)."""
 
     def now(self) -> datetime: ...
+
+
+LineSink = Callable[[LogStream, str], None]
+"""Receives each line of a remote command's output as it arrives."""
+
+
+class RemoteShell(Protocol):
+    """A shell on the jumpbox."""
+
+    @property
+    def host(self) -> str: ...
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        on_line: LineSink,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Run ``argv`` (joined with ``shlex.join``), streaming each output line to ``on_line``.
+
+        ``env`` (secrets included) travels in a script on stdin, never in the command line.
+        Returns the exit status (negative when the command died without one).
+        """
+        ...
 
 
 class Catalog(Protocol):

@@ -1,10 +1,23 @@
-"""The composition root: builds real adapters from config. The only module that knows both."""
+"""The composition root: builds real adapters and action inputs from config.
+
+The only module that knows both the adapters and the actions.
+"""
 
 from __future__ import annotations
 
+from bbr_orchestrator.actions.bbr_operation import TargetRun
 from bbr_orchestrator.adapters import catalog as sql_catalog
+from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
 from bbr_orchestrator.config import Config
+from bbr_orchestrator.config.schema import DeploymentTarget, DirectorTarget, JumpboxConfig
 from bbr_orchestrator.config.secrets import resolve_secret
+from bbr_orchestrator.core.bbr_argv import (
+    DeploymentSpec,
+    DirectorSpec,
+    deployment_argv,
+    director_argv,
+)
+from bbr_orchestrator.core.models import TargetKind
 
 
 def catalog_url(config: Config) -> str:
@@ -21,3 +34,70 @@ def catalog_url(config: Config) -> str:
 def open_catalog(config: Config, *, require_head: bool = True) -> sql_catalog.SqlCatalog:
     """Open the configured catalog; refuses one that is not at the migration head."""
     return sql_catalog.open_catalog(catalog_url(config), require_head=require_head)
+
+
+def ssh_settings(jumpbox: JumpboxConfig) -> SshSettings:
+    passphrase = (
+        resolve_secret(jumpbox.private_key_passphrase).reveal()
+        if jumpbox.private_key_passphrase
+        else None
+    )
+    return SshSettings(
+        host=jumpbox.host,
+        port=jumpbox.port,
+        user=jumpbox.user,
+        private_key_file=jumpbox.private_key_file,
+        known_hosts_file=jumpbox.known_hosts_file,
+        host_key_fingerprint=jumpbox.host_key_fingerprint,
+        private_key_passphrase=passphrase,
+        connect_timeout=jumpbox.connect_timeout.total_seconds(),
+        keepalive_interval=jumpbox.keepalive_interval.total_seconds(),
+    )
+
+
+def connect_jumpbox(config: Config, target_name: str) -> SshJumpbox:
+    """An SSH session to the jumpbox that runs bbr for ``target_name``."""
+    return SshJumpbox.connect(ssh_settings(config.jumpbox(config.target(target_name).jumpbox)))
+
+
+def target_run(config: Config, target_name: str, plan: str | None = None) -> TargetRun:
+    """What the bbr actions need to run against one target; resolves its secrets now."""
+    target = config.target(target_name)
+    jumpbox = config.jumpbox(target.jumpbox)
+    timeout = jumpbox.command_timeout.total_seconds()
+    if isinstance(target, DirectorTarget):
+        director = DirectorSpec(target.host, target.ssh_user, target.private_key_path)
+        return TargetRun(
+            target=target.name,
+            target_kind=TargetKind.DIRECTOR,
+            build_argv=lambda op, path: director_argv(
+                jumpbox.bbr_path, director, op, artifact_path=path
+            ),
+            work_root=jumpbox.work_root,
+            timeout_seconds=timeout,
+            plan=plan,
+        )
+    return _deployment_run(target, jumpbox, timeout, plan)
+
+
+def _deployment_run(
+    target: DeploymentTarget, jumpbox: JumpboxConfig, timeout: float, plan: str | None
+) -> TargetRun:
+    spec = DeploymentSpec(
+        target=target.bosh_target,
+        username=target.client,
+        ca_cert=target.ca_cert_path,
+        deployment=target.deployment,
+        all_deployments=target.all_deployments,
+        with_manifest=target.with_manifest,
+    )
+    secret = resolve_secret(target.client_secret)
+    return TargetRun(
+        target=target.name,
+        target_kind=TargetKind.DEPLOYMENT,
+        build_argv=lambda op, path: deployment_argv(jumpbox.bbr_path, spec, op, artifact_path=path),
+        work_root=jumpbox.work_root,
+        env={"BOSH_CLIENT_SECRET": secret.reveal()},
+        timeout_seconds=timeout,
+        plan=plan,
+    )
