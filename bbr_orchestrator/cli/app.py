@@ -89,7 +89,10 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: turns ``OrchestratorError`` into a message and an exit code."""
     try:
-        cli.main(args=argv, prog_name="bbr-orchestrator", standalone_mode=False)
+        # Without standalone mode click returns the code of a ``click.exceptions.Exit``.
+        code = cli.main(args=argv, prog_name="bbr-orchestrator", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

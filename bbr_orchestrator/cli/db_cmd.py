@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bbr_orchestrator.adapters import catalog as sql_catalog
 from bbr_orchestrator.cli.app import Context, pass_context
-from bbr_orchestrator.service.wiring import catalog_url
 
 
 @click.group("db")
@@ -19,6 +17,9 @@ def db_group() -> None:
 @pass_context
 def upgrade(ctx: Context, revision: str) -> None:
     """Migrate the catalog to the newest schema (safe to run again)."""
+    from bbr_orchestrator.adapters import catalog as sql_catalog
+    from bbr_orchestrator.service.wiring import catalog_url
+
     before, after = sql_catalog.upgrade(catalog_url(ctx.config()), revision)
     if before == after:
         click.echo(f"catalog already at {after}")
@@ -33,6 +34,9 @@ def current(ctx: Context) -> None:
 
     Exits 3 when they differ.
     """
+    from bbr_orchestrator.adapters import catalog as sql_catalog
+    from bbr_orchestrator.service.wiring import catalog_url
+
     url = catalog_url(ctx.config())
     have, head = sql_catalog.current_revision(url), sql_catalog.head_revision()
     click.echo(f"current: {have or 'empty'}\nhead:    {head}")

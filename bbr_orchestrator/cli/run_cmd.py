@@ -7,13 +7,10 @@ import socket
 
 import click
 
-from bbr_orchestrator.actions.bbr_operation import Requester, run_operation
-from bbr_orchestrator.adapters.clock import SystemClock
 from bbr_orchestrator.cli.app import Context, pass_context
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import RunState, Trigger
 from bbr_orchestrator.errors import ConfigError, ConfigProblem
-from bbr_orchestrator.service.wiring import connect_jumpbox, open_catalog, target_run
 
 _OPERATIONS = [
     Operation.PRE_BACKUP_CHECK,
@@ -43,6 +40,10 @@ def run(ctx: Context, target: str, operation: str) -> None:
     The run is recorded in the catalog with bbr's output; a failed backup is followed by
     backup-cleanup. Exits 0 when bbr succeeded, 1 otherwise.
     """
+    from bbr_orchestrator.actions.bbr_operation import Requester, run_operation
+    from bbr_orchestrator.adapters.clock import SystemClock
+    from bbr_orchestrator.service.wiring import connect_jumpbox, open_catalog, target_run
+
     config = ctx.config()
     if target not in {t.name for t in config.targets}:
         known = ", ".join(t.name for t in config.targets)

@@ -5,13 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 import click
-from rich.console import Console
 
 from bbr_orchestrator.cli.app import Context, pass_context
-from bbr_orchestrator.cli.render import print_run, run_record, runs_table, to_json
 from bbr_orchestrator.config.types import parse_duration
 from bbr_orchestrator.core.models import RunFilter, RunKind, RunState
-from bbr_orchestrator.service.wiring import open_catalog
 
 
 class WhenParam(click.ParamType[datetime]):
@@ -68,6 +65,11 @@ def list_runs(
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
+    from rich.console import Console
+
+    from bbr_orchestrator.cli.render import run_record, runs_table, to_json
+    from bbr_orchestrator.service.wiring import open_catalog
+
     run_filter = RunFilter(
         plan=plan,
         target=target,
@@ -93,6 +95,11 @@ def list_runs(
 @pass_context
 def show(ctx: Context, run_id: str, as_json: bool) -> None:
     """Show one run (full id or a unique prefix of at least 6 characters) and its objects."""
+    from rich.console import Console
+
+    from bbr_orchestrator.cli.render import print_run, run_record, to_json
+    from bbr_orchestrator.service.wiring import open_catalog
+
     with open_catalog(ctx.config()) as catalog:
         run = catalog.get_run(run_id)
         artifacts = catalog.list_artifacts(run.id)
@@ -108,6 +115,9 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
 @pass_context
 def logs(ctx: Context, run_id: str, as_json: bool) -> None:
     """Print a run's log: bbr's output and the orchestrator's events, in order."""
+    from bbr_orchestrator.cli.render import to_json
+    from bbr_orchestrator.service.wiring import open_catalog
+
     with open_catalog(ctx.config()) as catalog:
         run = catalog.get_run(run_id)
         for line in catalog.read_log(run.id):

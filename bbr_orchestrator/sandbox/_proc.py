@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -112,25 +113,74 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _signal_all(proc: subprocess.Popen[bytes], pids: Sequence[int], sig: int) -> None:
-    for target in (proc.pid, *pids):
-        try:
-            if target == proc.pid:
-                os.killpg(target, sig)  # its own session: pgid == pid
-            else:
-                os.kill(target, sig)
-        except (ProcessLookupError, PermissionError):
+def marked(name: str, value: str) -> list[int]:
+    """Pids of live processes whose environment holds ``name=value`` exactly.
+
+    Finds what a sandbox spawned even after it was re-parented to init (an
+    SSH session's background job outlives its shell).
+    """
+    needle = f"{name}={value}".encode()
+    found: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-
-
-def terminate(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
-    """End ``proc``, its process group and every descendant; SIGKILL after ``grace``."""
-    tree = descendants(proc.pid)
-    if proc.poll() is None or tree:
-        _signal_all(proc, tree, signal.SIGTERM)
         try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_all(proc, [*tree, *descendants(proc.pid)], signal.SIGKILL)
+            environ = Path(entry.path, "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
+
+
+def _signal(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_gone(pids: Sequence[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def terminate(
+    proc: subprocess.Popen[bytes], grace: float = 3.0, marker: tuple[str, str] | None = None
+) -> None:
+    """End ``proc`` (started by :func:`spawn`), its process group and every descendant.
+
+    Children go first, so a parent that is still running (sshd) reaps them;
+    whatever ignores SIGTERM for ``grace`` seconds gets SIGKILL. With ``marker``
+    (an env ``(name, value)`` its children inherit), also every process
+    carrying it, wherever it was re-parented to.
+    """
+
+    def others() -> list[int]:
+        found = descendants(proc.pid) + (marked(*marker) if marker else [])
+        return sorted(set(found) - {proc.pid})
+
+    tree = others()
+    _signal(tree, signal.SIGTERM)
+    _wait_gone(tree, min(grace, 1.0))
+    _signal_group(proc.pid, signal.SIGTERM)  # its own session: pgid == pid
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+    _signal([*tree, *others()], signal.SIGKILL)
     proc.wait()

@@ -29,12 +29,3 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
 def free_port(host: str = LOOPBACK) -> int:
     """Return one port that was free on ``host`` a moment ago."""
     return free_ports(1, host)[0]
-
-
-def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when a TCP connection to ``host:port`` succeeds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
