@@ -34,7 +34,7 @@ class RunLogWriter:
 
     def line(self, stream: LogStream, text: str) -> None:
         """A line of bbr's stdout or stderr."""
-        self._log.info("bbr_output", stream=stream.value, line=text)
+        self._log.debug("bbr_output", stream=stream.value, line=text)
         if stream is LogStream.STDERR and text.strip():
             self._stderr.append(text)
         self._add(stream, text)

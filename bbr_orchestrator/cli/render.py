@@ -23,6 +23,12 @@ _STATE_STYLE = {
 }
 
 
+def console() -> Console:
+    """A console that does not squeeze tables to 80 columns when output goes to a pipe."""
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=200, no_color=True)
+
+
 def plain(value: Any) -> Any:
     """A JSON-ready copy: enums as values, datetimes as ISO 8601."""
     if isinstance(value, Enum):

@@ -65,9 +65,7 @@ def list_runs(
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
-    from rich.console import Console
-
-    from bbr_orchestrator.cli.render import run_record, runs_table, to_json
+    from bbr_orchestrator.cli.render import console, run_record, runs_table, to_json
     from bbr_orchestrator.service.wiring import open_catalog
 
     run_filter = RunFilter(
@@ -86,7 +84,7 @@ def list_runs(
     elif not runs:
         click.echo("no runs match")
     else:
-        Console().print(runs_table(runs))
+        console().print(runs_table(runs))
 
 
 @runs_group.command("show")
@@ -95,9 +93,7 @@ def list_runs(
 @pass_context
 def show(ctx: Context, run_id: str, as_json: bool) -> None:
     """Show one run (full id or a unique prefix of at least 6 characters) and its objects."""
-    from rich.console import Console
-
-    from bbr_orchestrator.cli.render import print_run, run_record, to_json
+    from bbr_orchestrator.cli.render import console, print_run, run_record, to_json
     from bbr_orchestrator.service.wiring import open_catalog
 
     with open_catalog(ctx.config()) as catalog:
@@ -106,7 +102,7 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(to_json({**run_record(run), "artifacts": artifacts}))
     else:
-        print_run(Console(), run, artifacts)
+        print_run(console(), run, artifacts)
 
 
 @runs_group.command("logs")
