@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "bbr-orchestrator.example.yml"
-EXE = shutil.which("bbr-orchestrator") or str(Path(__import__("sys").executable).parent / "bbr-orchestrator")
+EXE = str(Path(sys.executable).parent / "bbr-orchestrator")
 
 
 def cli(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,8 +34,15 @@ def test_every_command_has_help() -> None:
     """--help works on every command and documents the exit codes at the top."""
     top = cli("--help")
     assert top.returncode == 0 and "Exit codes:" in top.stdout
-    for args in (["config", "validate"], ["config", "example"], ["db", "upgrade"],
-                 ["db", "current"], ["runs", "list"], ["runs", "show"], ["runs", "logs"]):
+    for args in (
+        ["config", "validate"],
+        ["config", "example"],
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["runs", "list"],
+        ["runs", "show"],
+        ["runs", "logs"],
+    ):
         result = cli(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "Usage:" in result.stdout
@@ -56,8 +63,11 @@ def test_config_validate_reports_five_mistakes(tmp_path: Path) -> None:
     lines = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
     assert len(lines) == 5, result.stderr
     assert {line.split(":", 1)[0] for line in lines} == {
-        "plans[0].schedule", "plans[0].timezone", "jumpboxes[0].port",
-        "targets[1].client_secret", "targets[2].jumpbox",
+        "plans[0].schedule",
+        "plans[0].timezone",
+        "jumpboxes[0].port",
+        "targets[1].client_secret",
+        "targets[2].jumpbox",
     }
     assert f"{bad}: 5 config errors" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout

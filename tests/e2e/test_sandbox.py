@@ -1,0 +1,50 @@
+"""The README's main-job command, run as a process against its own fresh sandbox."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_sandbox_main_job_runs_and_records_every_run(tmp_path: Path) -> None:
+    """The sandbox main job checks and backs up both targets and shows the catalog."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bbr_orchestrator.sandbox", "--dir", str(tmp_path / "sb")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert out.count("succeeded (succeeded)") == 4
+    assert "$ bbr-orchestrator runs list" in out
+    assert "Backup created of 10.0.0.6" in out, "runs logs shows bbr's output"
+    config = tmp_path / "sb" / "config.yml"
+    listed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "bbr-orchestrator"),
+            "-c",
+            str(config),
+            "runs",
+            "list",
+            "--state",
+            "succeeded",
+            "--kind",
+            "backup",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count('"kind": "backup"') == 2
+    secret = (tmp_path / "sb" / "secrets" / "bosh_client_secret").read_text().strip()
+    assert secret not in config.read_text(), "the config references secrets, never holds them"
+    assert secret not in out + result.stderr
