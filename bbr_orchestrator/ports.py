@@ -28,6 +28,12 @@ LineSink = Callable[[LogStream, str], None]
 """Receives each line of a remote command's output as it arrives."""
 
 
+class CancelToken(Protocol):
+    """Set when the operator or the daemon asks a run to stop (``threading.Event`` fits)."""
+
+    def is_set(self) -> bool: ...
+
+
 class RemoteShell(Protocol):
     """A shell on the jumpbox."""
 
@@ -42,13 +48,25 @@ class RemoteShell(Protocol):
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        cancel: CancelToken | None = None,
     ) -> int:
         """Run ``argv`` (joined with ``shlex.join``), streaming each output line to ``on_line``.
 
         ``env`` (secrets included) travels in a script on stdin, never in the command line.
+        When ``cancel`` is set, the command gets SIGTERM (bbr asks for confirmation on SIGINT).
         Returns the exit status (negative when the command died without one).
         """
         ...
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Create ``path`` with ``mode`` (set before any byte is written) holding ``data``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+ShellFactory = Callable[[], RemoteShell]
+"""Opens a connection to a jumpbox (raises ``SshError`` naming the host when it cannot)."""
 
 
 class Catalog(Protocol):

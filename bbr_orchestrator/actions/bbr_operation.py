@@ -1,9 +1,11 @@
 """Run one bbr operation against one target on its jumpbox, and record it in the catalog.
 
-The run gets its own working directory on the jumpbox (``<work_root>/<run id>``, mode 0700);
-bbr runs there, so its ``bbr-*.err.log`` and any partial artifact belong to this run. Output
-streams line by line into the run log. The exit status is decoded once (``decode_exit``);
-after a failed backup or restore the matching cleanup runs and is recorded as its own run.
+The run is claimed in the catalog first, so that every failure (the jumpbox unreachable
+included) ends as a catalog row with a reason. It gets its own working directory on the
+jumpbox (``<work_root>/<run id>``, mode 0700); bbr runs there, so its ``bbr-*.err.log`` and any
+partial artifact belong to this run. Output streams line by line into the run log. The exit
+status is decoded once (``decode_exit``); after a failed or cancelled backup or restore the
+matching cleanup runs and is recorded as its own run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import structlog
 from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
-    LogStream,
     NewRun,
     Run,
     RunKind,
@@ -30,29 +31,34 @@ from bbr_orchestrator.core.models import (
 )
 from bbr_orchestrator.core.outcome import decode_exit
 from bbr_orchestrator.errors import OrchestratorError
-from bbr_orchestrator.ports import Catalog, Clock, RemoteShell
+from bbr_orchestrator.ports import CancelToken, Catalog, Clock, LineSink, RemoteShell, ShellFactory
 
 log = structlog.get_logger(__name__)
 
-ArgvBuilder = Callable[[Operation, str | None], tuple[str, ...]]
-"""Builds bbr's argv for an operation, given the artifact path (``None`` when not needed)."""
+ArgvBuilder = Callable[[Operation, str, str | None], tuple[str, ...]]
+"""``(operation, workdir, artifact_path) -> argv``; the workdir is where run files live."""
 
-_CLEANUP_AFTER = {
+CLEANUP_AFTER = {
     Operation.BACKUP: Operation.BACKUP_CLEANUP,
     Operation.RESTORE: Operation.RESTORE_CLEANUP,
 }
-_ERROR_SUMMARY_CHARS = 2000
+_SUMMARY_CHARS = 2000
 
 
 @dataclass(frozen=True)
 class TargetRun:
-    """Everything needed to run bbr against one target."""
+    """Everything needed to run bbr against one target.
+
+    ``run_files`` are written into the run directory (mode 0600) before bbr starts and removed
+    when it ends: a director key that is not already on the jumpbox travels this way.
+    """
 
     target: str
     target_kind: TargetKind
     build_argv: ArgvBuilder
     work_root: str
     env: Mapping[str, str] = field(default_factory=dict)
+    run_files: Mapping[str, bytes] = field(default_factory=dict)
     timeout_seconds: float | None = None
     plan: str | None = None
 
@@ -66,54 +72,37 @@ class Requester:
     daemon_instance: str | None = None
 
 
+@dataclass(frozen=True)
+class _Result:
+    state: RunState
+    update: RunUpdate
+    needs_cleanup: bool
+
+
 def run_operation(
     catalog: Catalog,
-    shell: RemoteShell,
+    connect: ShellFactory,
     clock: Clock,
     spec: TargetRun,
     operation: Operation,
     requester: Requester,
     *,
     artifact_path: str | None = None,
+    cancel: CancelToken | None = None,
+    observer: LineSink | None = None,
 ) -> Run:
-    """Run ``operation`` and return the finished run record (never raises for a bbr failure)."""
+    """Run ``operation`` and return the finished run record. A bbr failure, a broken or
+    unreachable jumpbox and a cancellation all end as a recorded run, not an exception."""
     run = _claim(catalog, clock, spec, operation, requester)
     bound = log.bind(run_id=run.id, target=spec.target, operation=operation.value)
     workdir = f"{spec.work_root.rstrip('/')}/{run.id}"
-    writer = RunLogWriter(catalog, clock, run.id, bound)
-    state, update = RunState.FAILED, RunUpdate()
+    writer = RunLogWriter(catalog, clock, run.id, bound, observer)
     try:
-        _mkdir(shell, workdir, writer)
-        argv = spec.build_argv(operation, _artifact_arg(operation, workdir, artifact_path))
-        writer.event(f"running {shlex.join(argv)} in {workdir} on {shell.host}")
-        bound.info("bbr_started", jumpbox=shell.host, workdir=workdir)
-        code = shell.run(
-            argv, on_line=writer.line, cwd=workdir, env=spec.env, timeout=spec.timeout_seconds
-        )
-        outcome = decode_exit(code)
-        _collect_err_logs(shell, workdir, writer)
-        writer.event(f"bbr exited {code}: {outcome.name}")
-        state = RunState.SUCCEEDED if outcome.succeeded else RunState.FAILED
-        update = RunUpdate(
-            exit_code=code,
-            outcome=outcome.name,
-            error_summary=None
-            if outcome.succeeded
-            else writer.stderr_summary(_ERROR_SUMMARY_CHARS),
-        )
-        if outcome.needs_cleanup and operation in _CLEANUP_AFTER:
-            writer.event(f"running {_CLEANUP_AFTER[operation].value} after {outcome.name}")
-    except OrchestratorError as exc:
-        writer.event(f"run failed: {exc}")
-        update = RunUpdate(outcome="error", error_summary=str(exc)[:_ERROR_SUMMARY_CHARS])
-        outcome = None
+        result = _execute(connect, spec, operation, workdir, artifact_path, writer, cancel)
     finally:
         writer.flush()
     finished = catalog.transition(
-        run.id,
-        [RunState.RUNNING],
-        state,
-        replace(update, finished_at=clock.now()),
+        run.id, [RunState.RUNNING], result.state, replace(result.update, finished_at=clock.now())
     )
     bound.info(
         "run_finished",
@@ -121,13 +110,68 @@ def run_operation(
         outcome=finished.outcome,
         exit_code=finished.exit_code,
         duration_seconds=finished.duration_seconds,
+        error=finished.error_summary,
     )
-    if operation in _CLEANUP_AFTER and (outcome is None or outcome.needs_cleanup):
-        cleanup_requester = Requester(
+    if operation in CLEANUP_AFTER and result.needs_cleanup:
+        after = Requester(
             requester.trigger, f"auto-cleanup after {run.id}", requester.daemon_instance
         )
-        run_operation(catalog, shell, clock, spec, _CLEANUP_AFTER[operation], cleanup_requester)
+        run_operation(
+            catalog, connect, clock, spec, CLEANUP_AFTER[operation], after, observer=observer
+        )
     return finished
+
+
+def _execute(
+    connect: ShellFactory,
+    spec: TargetRun,
+    operation: Operation,
+    workdir: str,
+    artifact_path: str | None,
+    writer: RunLogWriter,
+    cancel: CancelToken | None,
+) -> _Result:
+    try:
+        shell = connect()
+    except OrchestratorError as exc:
+        writer.event(f"cannot reach the jumpbox: {exc}")
+        return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
+    try:
+        _prepare_workdir(shell, spec, workdir, writer)
+        argv = spec.build_argv(operation, workdir, artifact_path)
+        writer.event(f"running {shlex.join(argv)} in {workdir} on {shell.host}")
+        code = shell.run(
+            argv,
+            on_line=writer.line,
+            cwd=workdir,
+            env=spec.env,
+            timeout=spec.timeout_seconds,
+            cancel=cancel,
+        )
+        outcome = decode_exit(code)
+        _collect_err_logs(shell, workdir, writer)
+        cancelled = cancel is not None and cancel.is_set()
+        writer.event(f"bbr exited {code}: {outcome.name}" + (" (cancelled)" if cancelled else ""))
+        _finish_workdir(shell, spec, operation, workdir, outcome.succeeded, writer)
+        summary = None if outcome.succeeded else writer.stderr_summary(_SUMMARY_CHARS)
+        if cancelled:
+            state, summary = (
+                RunState.CANCELLED,
+                "cancelled by request" + (f"\n{summary}" if summary else ""),
+            )
+        else:
+            state = RunState.SUCCEEDED if outcome.succeeded else RunState.FAILED
+        update = RunUpdate(exit_code=code, outcome=outcome.name, error_summary=summary)
+        return _Result(state, update, needs_cleanup=outcome.needs_cleanup or cancelled)
+    except OrchestratorError as exc:
+        writer.event(f"run failed: {exc}")
+        return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
+    finally:
+        shell.close()
+
+
+def _error(exc: OrchestratorError) -> RunUpdate:
+    return RunUpdate(outcome="error", error_summary=str(exc)[:_SUMMARY_CHARS])
 
 
 def _claim(
@@ -147,38 +191,58 @@ def _claim(
             daemon_instance=requester.daemon_instance,
         )
     )
+    started = clock.now()
     return catalog.transition(
         run.id,
         [RunState.QUEUED],
         RunState.RUNNING,
-        RunUpdate(started_at=clock.now(), heartbeat_at=clock.now()),
+        RunUpdate(started_at=started, heartbeat_at=started),
     )
 
 
-def _artifact_arg(operation: Operation, workdir: str, artifact_path: str | None) -> str | None:
-    if operation is Operation.BACKUP:
-        return workdir
-    if operation is Operation.RESTORE:
-        return artifact_path
-    return None
+def _checked(shell: RemoteShell, argv: tuple[str, ...], writer: RunLogWriter, what: str) -> None:
+    if shell.run(argv, on_line=writer.line, timeout=60) != 0:
+        raise OrchestratorError(f"cannot {what} on {shell.host}")
 
 
-def _mkdir(shell: RemoteShell, workdir: str, writer: RunLogWriter) -> None:
-    code = shell.run(("mkdir", "-p", "-m", "0700", workdir), on_line=writer.line, timeout=60)
-    if code != 0:
-        raise OrchestratorError(f"cannot create the run directory {workdir} on {shell.host}")
+def _prepare_workdir(
+    shell: RemoteShell, spec: TargetRun, workdir: str, writer: RunLogWriter
+) -> None:
+    _checked(
+        shell, ("mkdir", "-p", "-m", "0700", workdir), writer, f"create the run directory {workdir}"
+    )
+    for name, data in spec.run_files.items():
+        shell.write_file(f"{workdir}/{name}", data, 0o600)
+        writer.event(f"wrote {workdir}/{name} (mode 0600)")
+
+
+def _finish_workdir(
+    shell: RemoteShell,
+    spec: TargetRun,
+    operation: Operation,
+    workdir: str,
+    succeeded: bool,
+    writer: RunLogWriter,
+) -> None:
+    """Remove what must not stay: run files always; the whole directory unless it holds an
+    artifact (a backup's, kept until it is stored) or a failed backup's partial artifact."""
+    keep_dir = operation is Operation.BACKUP
+    if keep_dir:
+        paths = tuple(f"{workdir}/{name}" for name in spec.run_files)
+        if paths:
+            _checked(shell, ("rm", "-f", *paths), writer, "remove run files")
+        if not succeeded:
+            writer.event(f"kept {workdir} for inspection (partial artifact, err.log)")
+        return
+    _checked(shell, ("rm", "-rf", workdir), writer, f"remove the run directory {workdir}")
 
 
 def _collect_err_logs(shell: RemoteShell, workdir: str, writer: RunLogWriter) -> None:
     """Copy bbr's ``bbr-*.err.log`` files (written on failure) into the run log."""
     found: list[str] = []
-
-    def keep(stream: LogStream, line: str) -> None:
-        found.append(line)
-
     shell.run(
         ("find", workdir, "-maxdepth", "1", "-name", "bbr-*.err.log", "-type", "f"),
-        on_line=keep,
+        on_line=lambda _stream, line: found.append(line),
         timeout=60,
     )
     for path in sorted(p for p in found if p.startswith(workdir)):

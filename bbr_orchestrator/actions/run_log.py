@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bbr_orchestrator.core.models import LogStream
-from bbr_orchestrator.ports import Catalog, Clock
+from bbr_orchestrator.ports import Catalog, Clock, LineSink
 
 _BATCH_LINES = 200
 _BATCH_SECONDS = 1.0
@@ -22,7 +22,15 @@ class RunLogWriter:
     lines (kept for the run's error summary) are held.
     """
 
-    def __init__(self, catalog: Catalog, clock: Clock, run_id: str, logger: Any) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        clock: Clock,
+        run_id: str,
+        logger: Any,
+        observer: LineSink | None = None,
+    ) -> None:
+        self._observer = observer
         self._catalog = catalog
         self._clock = clock
         self._run_id = run_id
@@ -35,6 +43,8 @@ class RunLogWriter:
     def line(self, stream: LogStream, text: str) -> None:
         """A line of bbr's stdout or stderr."""
         self._log.debug("bbr_output", stream=stream.value, line=text)
+        if self._observer is not None:
+            self._observer(stream, text)
         if stream is LogStream.STDERR and text.strip():
             self._stderr.append(text)
         self._add(stream, text)
@@ -45,6 +55,8 @@ class RunLogWriter:
 
     def event(self, text: str) -> None:
         """Something the orchestrator did, in the run log between bbr's lines."""
+        if self._observer is not None:
+            self._observer(LogStream.EVENT, text)
         self._add(LogStream.EVENT, text)
 
     def stderr_summary(self, limit: int) -> str | None:

@@ -18,7 +18,7 @@ import paramiko
 
 from bbr_orchestrator.core.models import LogStream
 from bbr_orchestrator.errors import HostKeyError, RemoteTimeout, SshError
-from bbr_orchestrator.ports import LineSink
+from bbr_orchestrator.ports import CancelToken, LineSink
 
 MAX_LINE = 64 * 1024
 _CHUNK = 32 * 1024
@@ -70,18 +70,30 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
             )
 
 
+PID_FILE = ".bbr-orchestrator.pid"
+"""Written in the working directory of a cancellable command: the pid to send SIGTERM to."""
+
+
 def write_script(
-    argv: Sequence[str], cwd: str | None = None, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    record_pid: bool = False,
 ) -> str:
     """The POSIX shell script sent on stdin: environment (secrets) first, then ``exec argv``.
 
-    ``ps`` on the jumpbox shows only ``sh -s``, then the argv, which holds no secret.
+    ``ps`` on the jumpbox shows only ``sh -s``, then the argv, which holds no secret. With
+    ``record_pid`` the shell writes its pid (which ``exec`` hands to the command) to
+    ``PID_FILE`` in ``cwd``, so the command can be sent SIGTERM later.
     """
     lines = ["set -e", "umask 077"]
     for name, value in (env or {}).items():
         lines.append(f"export {name}={shlex.quote(value)}")
     if cwd:
         lines.append(f"cd {shlex.quote(cwd)}")
+    if record_pid:
+        lines.append(f'printf "%s\\n" "$$" > {PID_FILE}')
     lines.append(f"exec {shlex.join(argv)}")
     return "\n".join(lines) + "\n"
 
@@ -114,6 +126,26 @@ class _LineSplitter:
 
     def _emit(self, raw: bytes) -> None:
         self._sink(self._stream, raw.decode("utf-8", errors="replace").rstrip("\r"))
+
+
+class _Stopper:
+    """Sends SIGTERM (once) to a running command through a second channel."""
+
+    def __init__(self, shell: SshJumpbox, pid_file: str | None) -> None:
+        self._shell = shell
+        self._pid_file = pid_file
+        self.sent = False
+
+    def terminate(self) -> None:
+        if self.sent or self._pid_file is None:
+            return
+        self.sent = True
+        script = 'pid=$(cat "$1" 2>/dev/null) && kill -TERM "$pid" 2>/dev/null || true'
+        self._shell.run(["sh", "-c", script, "sh", self._pid_file], on_line=_ignore, timeout=30)
+
+
+def _ignore(_stream: LogStream, _text: str) -> None:
+    return None
 
 
 class SshJumpbox:
@@ -193,21 +225,42 @@ class SshJumpbox:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        cancel: CancelToken | None = None,
     ) -> int:
-        """Run ``argv`` on the jumpbox; stream its output; return its exit status."""
-        script = write_script(argv, cwd, env)
+        """Run ``argv`` on the jumpbox; stream its output; return its exit status.
+
+        A command that needs stopping (``cancel`` set, or ``timeout`` passed) gets SIGTERM when
+        it runs in a ``cwd`` (its pid is recorded there); otherwise its channel is closed.
+        """
+        script = write_script(argv, cwd, env, record_pid=cwd is not None)
         command = shlex.join(argv)
+        stop = _Stopper(self, f"{cwd}/{PID_FILE}" if cwd else None)
         try:
             channel = self._transport().open_session(timeout=self._settings.connect_timeout)
             channel.exec_command("/bin/sh -s")
             channel.sendall(script.encode("utf-8"))
             channel.shutdown_write()
-            return self._pump(channel, on_line, command, timeout)
+            return self._pump(channel, on_line, command, timeout, cancel, stop)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SshError(self.host, f"`{command}` failed: {exc or type(exc).__name__}") from exc
 
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Write a file over SFTP; its mode is set before any content is written."""
+        try:
+            with self._client.open_sftp() as sftp, sftp.open(path, "wx") as remote:
+                sftp.chmod(path, mode)
+                remote.write(data)
+        except (paramiko.SSHException, OSError) as exc:
+            raise SshError(self.host, f"cannot write {path}: {exc}") from exc
+
     def _pump(
-        self, channel: paramiko.Channel, sink: LineSink, command: str, timeout: float | None
+        self,
+        channel: paramiko.Channel,
+        sink: LineSink,
+        command: str,
+        timeout: float | None,
+        cancel: CancelToken | None,
+        stop: _Stopper,
     ) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         out, err = _LineSplitter(LogStream.STDOUT, sink), _LineSplitter(LogStream.STDERR, sink)
@@ -226,7 +279,10 @@ class SshJumpbox:
                     break
                 if channel.closed and not got:
                     break
+                if cancel is not None and cancel.is_set():
+                    stop.terminate()
                 if deadline is not None and time.monotonic() > deadline:
+                    stop.terminate()
                     raise RemoteTimeout(self.host, command, float(timeout or 0))
                 if not got:
                     select.select([channel], [], [], 0.2)

@@ -1,15 +1,21 @@
-"""``run TARGET [OPERATION]``: one bbr operation now, recorded like a scheduled one."""
+"""``run OPERATION TARGET``: one bbr operation now, recorded like a scheduled one."""
 
 from __future__ import annotations
 
 import getpass
+import signal
 import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import click
 
 from bbr_orchestrator.cli.app import Context, pass_context
 from bbr_orchestrator.core.bbr_argv import Operation
-from bbr_orchestrator.core.models import RunState, Trigger
+from bbr_orchestrator.core.models import LogStream, RunState, Trigger
 from bbr_orchestrator.errors import ConfigError, ConfigProblem
 
 _OPERATIONS = [
@@ -25,41 +31,72 @@ def operator() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
+@contextmanager
+def cancel_on_signals() -> Iterator[threading.Event]:
+    """The first Ctrl-C (or SIGTERM) asks the run to stop cleanly; a second one aborts."""
+    cancel = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        click.echo(
+            "\ncancelling: bbr gets SIGTERM, then the matching cleanup runs "
+            "(press Ctrl-C again to abandon it)",
+            err=True,
+        )
+
+    for sig in previous:
+        signal.signal(sig, handle)
+    try:
+        yield cancel
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _echo_line(stream: LogStream, text: str) -> None:
+    prefix = {LogStream.STDOUT: "", LogStream.STDERR: "bbr! ", LogStream.EVENT: "==> "}[stream]
+    click.echo(prefix + text, err=True)
+
+
 @click.command("run")
+@click.argument("operation", type=click.Choice([o.value for o in _OPERATIONS]))
 @click.argument("target")
-@click.argument(
-    "operation",
-    required=False,
-    default=Operation.BACKUP.value,
-    type=click.Choice([o.value for o in _OPERATIONS]),
+@click.option(
+    "--live/--quiet",
+    default=None,
+    help="Show bbr's output as it arrives (default: when stderr is a terminal).",
 )
 @pass_context
-def run(ctx: Context, target: str, operation: str) -> None:
-    """Run bbr OPERATION (default: backup) against TARGET now, on its jumpbox.
+def run(ctx: Context, operation: str, target: str, live: bool | None) -> None:
+    """Run bbr OPERATION against TARGET now, on its jumpbox.
 
-    The run is recorded in the catalog with bbr's output; a failed backup is followed by
-    backup-cleanup. Exits 0 when bbr succeeded, 1 otherwise.
+    The run is recorded in the catalog with bbr's output. A failed or cancelled backup is
+    followed by backup-cleanup; Ctrl-C cancels cleanly. Exits 0 when bbr succeeded, 1 otherwise.
     """
     from bbr_orchestrator.actions.bbr_operation import Requester, run_operation
     from bbr_orchestrator.adapters.clock import SystemClock
-    from bbr_orchestrator.service.wiring import connect_jumpbox, open_catalog, target_run
+    from bbr_orchestrator.service.wiring import jumpbox_connector, open_catalog, target_run
 
     config = ctx.config()
     if target not in {t.name for t in config.targets}:
         known = ", ".join(t.name for t in config.targets)
-        raise ConfigError(
-            str(ctx.config_path),
-            [ConfigProblem("targets", f"no target {target!r} (known: {known})")],
-        )
+        problem = ConfigProblem("targets", f"no target {target!r} (known: {known})")
+        raise ConfigError(str(ctx.config_path), [problem])
     spec = target_run(config, target)
-    with open_catalog(config) as catalog, connect_jumpbox(config, target) as shell:
+    show = sys.stderr.isatty() if live is None else live
+    with open_catalog(config) as catalog, cancel_on_signals() as cancel:
         finished = run_operation(
             catalog,
-            shell,
+            jumpbox_connector(config, target),
             SystemClock(),
             spec,
             Operation(operation),
             Requester(Trigger.OPERATOR, operator()),
+            cancel=cancel,
+            observer=_echo_line if show else None,
         )
     click.echo(
         f"run {finished.id}: {operation} of {target} {finished.state.value} ({finished.outcome})"

@@ -250,10 +250,25 @@ class DirectorTarget(_Model):
     jumpbox: Name = Field(description="Name of the jumpbox that runs bbr.", examples=["jumpbox-1"])
     host: HostPort = Field(description="Director address, host[:port].", examples=["10.0.0.6"])
     ssh_user: str = Field(default="bbr", description="SSH user on the director.")
-    private_key_path: str = Field(
-        description="Path of the director's bbr SSH key ON THE JUMPBOX.",
+    private_key_path: str | None = Field(
+        default=None,
+        description="Path of the director's bbr SSH key ON THE JUMPBOX (or use private_key).",
         examples=["/home/ubuntu/bbr_ssh_key.pem"],
     )
+    private_key: SecretRef | None = Field(
+        default=None,
+        description=(
+            "The director's bbr SSH key, kept here: copied into the run directory on the "
+            "jumpbox (mode 0600) for each run and removed after it."
+        ),
+        examples=[{"credential": "director_bbr_key"}],
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self) -> DirectorTarget:
+        if (self.private_key_path is None) == (self.private_key is None):
+            raise ValueError("set exactly one of private_key_path (on the jumpbox) or private_key")
+        return self
 
 
 class DeploymentTarget(_Model):

@@ -45,9 +45,7 @@ def write_config(base: Path, jumpbox: Jumpbox, s3: S3Server, bbr_state: Path) ->
     (bbr_state / "deployment_secret").write_text(client_secret, encoding="utf-8")
     on_jumpbox = base / "on-jumpbox"
     on_jumpbox.mkdir(exist_ok=True)
-    director_key = on_jumpbox / "bbr_ssh_key.pem"
-    director_key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsandbox\n", encoding="utf-8")
-    director_key.chmod(0o600)
+    director_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nsandbox\n-----END OPENSSH PRIVATE KEY-----"
     ca_cert = on_jumpbox / "root_ca_certificate"
     ca_cert.write_text("-----BEGIN CERTIFICATE-----\nsandbox\n-----END CERTIFICATE-----\n")
     config: dict[str, Any] = {
@@ -82,7 +80,8 @@ def write_config(base: Path, jumpbox: Jumpbox, s3: S3Server, bbr_state: Path) ->
                 "name": "bosh-director",
                 "jumpbox": "sandbox-jumpbox",
                 "host": DIRECTOR_HOST,
-                "private_key_path": str(director_key),
+                # Kept here, copied into each run's directory on the jumpbox (0600), then removed.
+                "private_key": {"file": _secret_file(secret_dir, "director_key", director_key)},
             },
             {
                 "kind": "deployment",
@@ -139,10 +138,10 @@ def main_job(config: Path) -> None:
     """The main job as it stands: validate, migrate, check and back up both targets, report."""
     step(config, "config", "validate")
     step(config, "db", "upgrade")
-    step(config, "run", "bosh-director", "pre-backup-check")
-    backup = step(config, "run", "bosh-director", "backup")
-    step(config, "run", "cf", "pre-backup-check")
-    step(config, "run", "cf", "backup")
+    step(config, "run", "pre-backup-check", "bosh-director")
+    backup = step(config, "run", "backup", "bosh-director")
+    step(config, "run", "pre-backup-check", "cf")
+    step(config, "run", "backup", "cf")
     step(config, "runs", "list")
     step(config, "runs", "show", run_id_of(backup))
     step(config, "runs", "logs", run_id_of(backup))
@@ -168,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         s3 = stack.enter_context(running_s3_server("seaweedfs", base / "s3"))
         s3.create_bucket(BUCKET)
         config = write_config(base, jumpbox, s3, bbr_state)
-        print(f"jumpbox: {jumpbox.user}@{jumpbox.host}:{jumpbox.port} "
-              f"(host key {jumpbox.host_key_fingerprint})")
+        print(
+            f"jumpbox: {jumpbox.user}@{jumpbox.host}:{jumpbox.port} "
+            f"(host key {jumpbox.host_key_fingerprint})"
+        )
         print(f"S3: {s3.endpoint_url} bucket {BUCKET}; config: {config}")
         main_job(config)
     print(

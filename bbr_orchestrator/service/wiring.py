@@ -14,10 +14,12 @@ from bbr_orchestrator.config.secrets import resolve_secret
 from bbr_orchestrator.core.bbr_argv import (
     DeploymentSpec,
     DirectorSpec,
+    Operation,
     deployment_argv,
     director_argv,
 )
 from bbr_orchestrator.core.models import TargetKind
+from bbr_orchestrator.ports import ShellFactory
 
 
 def catalog_url(config: Config) -> str:
@@ -55,9 +57,13 @@ def ssh_settings(jumpbox: JumpboxConfig) -> SshSettings:
     )
 
 
-def connect_jumpbox(config: Config, target_name: str) -> SshJumpbox:
-    """An SSH session to the jumpbox that runs bbr for ``target_name``."""
-    return SshJumpbox.connect(ssh_settings(config.jumpbox(config.target(target_name).jumpbox)))
+def jumpbox_connector(config: Config, target_name: str) -> ShellFactory:
+    """Opens SSH sessions to the jumpbox that runs bbr for ``target_name``."""
+    settings = ssh_settings(config.jumpbox(config.target(target_name).jumpbox))
+    return lambda: SshJumpbox.connect(settings)
+
+
+DIRECTOR_KEY_FILE = "director_key.pem"
 
 
 def target_run(config: Config, target_name: str, plan: str | None = None) -> TargetRun:
@@ -66,18 +72,34 @@ def target_run(config: Config, target_name: str, plan: str | None = None) -> Tar
     jumpbox = config.jumpbox(target.jumpbox)
     timeout = jumpbox.command_timeout.total_seconds()
     if isinstance(target, DirectorTarget):
-        director = DirectorSpec(target.host, target.ssh_user, target.private_key_path)
-        return TargetRun(
-            target=target.name,
-            target_kind=TargetKind.DIRECTOR,
-            build_argv=lambda op, path: director_argv(
-                jumpbox.bbr_path, director, op, artifact_path=path
-            ),
-            work_root=jumpbox.work_root,
-            timeout_seconds=timeout,
-            plan=plan,
-        )
+        return _director_run(target, jumpbox, timeout, plan)
     return _deployment_run(target, jumpbox, timeout, plan)
+
+
+def _director_run(
+    target: DirectorTarget, jumpbox: JumpboxConfig, timeout: float, plan: str | None
+) -> TargetRun:
+    files: dict[str, bytes] = {}
+    if target.private_key is not None:
+        key = resolve_secret(target.private_key).reveal()
+        files[DIRECTOR_KEY_FILE] = (key.rstrip("\n") + "\n").encode()
+
+    def build(op: Operation, workdir: str, artifact_path: str | None) -> tuple[str, ...]:
+        key_path = target.private_key_path or f"{workdir}/{DIRECTOR_KEY_FILE}"
+        spec = DirectorSpec(target.host, target.ssh_user, key_path)
+        return director_argv(
+            jumpbox.bbr_path, spec, op, artifact_path=_artifact(op, workdir, artifact_path)
+        )
+
+    return TargetRun(
+        target=target.name,
+        target_kind=TargetKind.DIRECTOR,
+        build_argv=build,
+        work_root=jumpbox.work_root,
+        run_files=files,
+        timeout_seconds=timeout,
+        plan=plan,
+    )
 
 
 def _deployment_run(
@@ -92,12 +114,25 @@ def _deployment_run(
         with_manifest=target.with_manifest,
     )
     secret = resolve_secret(target.client_secret)
+
+    def build(op: Operation, workdir: str, artifact_path: str | None) -> tuple[str, ...]:
+        return deployment_argv(
+            jumpbox.bbr_path, spec, op, artifact_path=_artifact(op, workdir, artifact_path)
+        )
+
     return TargetRun(
         target=target.name,
         target_kind=TargetKind.DEPLOYMENT,
-        build_argv=lambda op, path: deployment_argv(jumpbox.bbr_path, spec, op, artifact_path=path),
+        build_argv=build,
         work_root=jumpbox.work_root,
         env={"BOSH_CLIENT_SECRET": secret.reveal()},
         timeout_seconds=timeout,
         plan=plan,
     )
+
+
+def _artifact(op: Operation, workdir: str, artifact_path: str | None) -> str | None:
+    """bbr's --artifact-path: a backup goes into the run directory; a restore names its artifact."""
+    if op is Operation.BACKUP:
+        return workdir
+    return artifact_path if op is Operation.RESTORE else None

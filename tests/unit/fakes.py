@@ -17,7 +17,7 @@ from bbr_orchestrator.core.models import (
     RunUpdate,
 )
 from bbr_orchestrator.errors import RunConflict, RunNotFound
-from bbr_orchestrator.ports import LineSink
+from bbr_orchestrator.ports import CancelToken, LineSink
 
 
 class FakeClock:
@@ -102,6 +102,8 @@ class ScriptedShell:
     def __init__(self, respond: Responder) -> None:
         self.respond = respond
         self.calls: list[tuple[tuple[str, ...], str | None, dict[str, str]]] = []
+        self.files: dict[str, tuple[bytes, int]] = {}
+        self.closed = 0
 
     def run(
         self,
@@ -111,6 +113,13 @@ class ScriptedShell:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        cancel: CancelToken | None = None,
     ) -> int:
         self.calls.append((tuple(argv), cwd, dict(env or {})))
         return self.respond(argv, on_line)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        self.files[path] = (data, mode)
+
+    def close(self) -> None:
+        self.closed += 1

@@ -1,4 +1,4 @@
-"""Catalog URLs, engines and transactions: driver mapping, SQLite pragmas, retries, error translation.
+"""Catalog URLs, engines, transactions: driver mapping, SQLite pragmas, retries, error translation.
 
 Passwords never leave this module: every URL that reaches an error or a log is rendered
 with the password masked, and the password is scrubbed from driver messages.
@@ -45,14 +45,29 @@ _PG_RETRYABLE: Final = frozenset({"40001", "40P01"})
 RETRY_ATTEMPTS: Final = 4
 RETRY_BASE_DELAY_SECONDS: Final = 0.05
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]*@")
+# Greedy up to the last "@": a password with a raw "@" in it is still hidden entirely.
+_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@\s]*:).*@")
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&][^=&]*pass[^=&]*=)[^&]*", re.IGNORECASE)
 
 
 def mask_url(url: str | URL) -> str:
-    """The URL as text with any password replaced by ``***`` (works on unparseable text too)."""
+    """The URL as text with passwords (userinfo and ``?...password=``) replaced by ``***``.
+
+    Works on text that is not a valid URL too, so it is safe for error messages.
+    """
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return _PASSWORD_IN_URL.sub(r"\g<head>***@", url)
+        url = url.render_as_string(hide_password=False)
+    url = _PASSWORD_IN_URL.sub(r"\g<head>***@", url)
+    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", url)
+
+
+def _secrets(url: URL) -> list[str]:
+    """Password-like values of the URL, to scrub from driver messages."""
+    found = [str(url.password)] if url.password else []
+    for key, value in url.query.items():
+        if "pass" in key.lower():
+            found.extend([value] if isinstance(value, str) else value)
+    return [s for s in found if s]
 
 
 def parse_url(url: str) -> URL:
@@ -76,6 +91,15 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` filled in, escaped as URLs need (for a password from a secret)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise CatalogError(mask_url(url), "not a database URL") from exc
+    return parsed.set(password=password).render_as_string(hide_password=False)
+
+
 def default_sqlite_url(state_dir: Path) -> str:
     """A SQLite catalog file in the state directory (created with mode 0700 if missing)."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -86,10 +110,10 @@ class Database:
     """One engine plus the rules for using it: transactions, retries and error translation."""
 
     def __init__(self, url: str) -> None:
+        #: The URL as configured, safe to show: passwords masked.
+        self.url = mask_url(url)
         parsed = parse_url(url)
-        #: The URL safe to show: password masked.
-        self.url = mask_url(parsed)
-        self._password = parsed.password
+        self._secrets = _secrets(parsed)
         try:
             self.engine = _create_engine(parsed)
         except (SQLAlchemyError, ImportError) as exc:
@@ -105,8 +129,8 @@ class Database:
     def error(self, exc: BaseException, what: str = "") -> CatalogError:
         """A ``CatalogError`` for ``exc`` that names this catalog and never shows the password."""
         reason = _describe(exc)
-        if self._password:
-            reason = reason.replace(str(self._password), "***")
+        for secret in self._secrets:
+            reason = reason.replace(secret, "***")
         return CatalogError(self.url, f"{what}: {reason}" if what else reason)
 
     @contextmanager
@@ -160,7 +184,7 @@ class Database:
     def _retryable(self, exc: DBAPIError) -> bool:
         orig: Any = exc.orig
         if self.dialect in ("mysql", "mariadb"):
-            args = getattr(orig, "args", ())
+            args: tuple[Any, ...] = getattr(orig, "args", ())
             return bool(args) and args[0] in _MYSQL_RETRYABLE
         if self.dialect == "postgresql":
             return getattr(orig, "sqlstate", None) in _PG_RETRYABLE

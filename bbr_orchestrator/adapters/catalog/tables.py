@@ -3,9 +3,9 @@
 Portable across SQLite, PostgreSQL and MySQL/MariaDB (InnoDB, Galera-safe):
 
 * enums are short ``VARCHAR`` columns with a CHECK constraint, never native enum types, so a
-  new run kind is a small migration (update the constraint);
-* every timestamp is UTC: ``timestamptz`` on PostgreSQL, naive UTC (``DATETIME(6)``) on
-  SQLite/MySQL with UTC re-attached on read (:class:`UtcDateTime`);
+  new run kind is a small migration (replace the constraint; a batch table copy on SQLite);
+* every timestamp is UTC: ``timestamptz`` on PostgreSQL, naive UTC on SQLite (ISO text) and
+  MySQL (``DATETIME(6)``) with UTC re-attached on read (:class:`UtcDateTime`);
 * MySQL tables are ``utf8mb4`` with the binary collation, so text compares exactly as on the
   other backends (case-sensitive plan/target filters, distinct object keys);
 * every table has a primary key (Galera requires one).
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -32,7 +33,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from bbr_orchestrator.core.models import LogStream, RunKind, RunState, TargetKind, Trigger
@@ -48,7 +49,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-MYSQL_TABLE_OPTIONS = {
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",
@@ -58,6 +59,7 @@ MYSQL_TABLE_OPTIONS = {
 #: 700 characters keeps the unique (run_id, object_key) index under InnoDB's 3072-byte limit
 #: in utf8mb4 (4 bytes a character).
 OBJECT_KEY_LENGTH = 700
+RUN_ID_LENGTH = 64
 NAME_LENGTH = 255
 #: Longest run-log line kept, in UTF-8 bytes; longer lines are cut and marked.
 MAX_LOG_LINE_BYTES = 64 * 1024
@@ -90,6 +92,14 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def _run_id() -> TypeEngine[str]:
+    """Run ids compare byte-wise on every backend (PostgreSQL: ``COLLATE "C"``; MySQL tables are
+    ``utf8mb4_bin``; SQLite is binary), so an id prefix is a range of the primary key index."""
+    return String(RUN_ID_LENGTH).with_variant(
+        postgresql.VARCHAR(RUN_ID_LENGTH, collation="C"), "postgresql"
+    )
+
+
 def _long_text() -> TypeEngine[str]:
     """``TEXT``; ``MEDIUMTEXT`` on MySQL, whose ``TEXT`` stops at 65,535 bytes."""
     return Text().with_variant(mysql.MEDIUMTEXT(), *MYSQL_DIALECTS)
@@ -105,12 +115,13 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 runs = Table(
     "runs",
     metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", _run_id(), primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("target", String(NAME_LENGTH), nullable=False),
     Column("target_kind", String(16), nullable=False),
     Column("plan", String(NAME_LENGTH), nullable=True),
-    Column("trigger", String(16), nullable=False),
+    # TRIGGER is a reserved word in MySQL: this column would need quoting in every ad-hoc query.
+    Column("trigger_type", String(16), nullable=False),
     Column("triggered_by", String(NAME_LENGTH), nullable=False),
     Column("state", String(16), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -125,7 +136,7 @@ runs = Table(
     Column("log_object_key", String(1024), nullable=True),
     _one_of("kind", RunKind),
     _one_of("target_kind", TargetKind),
-    _one_of("trigger", Trigger),
+    _one_of("trigger_type", Trigger),
     _one_of("state", RunState),
     # list_runs: one filter (or none) + ORDER BY created_at DESC, id DESC + LIMIT walks one
     # index backwards and stops after LIMIT rows. ``id`` makes the order total (ties on
@@ -144,7 +155,7 @@ artifacts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column(
         "run_id",
-        String(64),
+        _run_id(),
         ForeignKey("runs.id", ondelete="CASCADE"),
         nullable=False,
     ),
@@ -163,7 +174,7 @@ run_log = Table(
     metadata,
     Column(
         "run_id",
-        String(64),
+        _run_id(),
         ForeignKey("runs.id", ondelete="CASCADE"),
         primary_key=True,
     ),
@@ -174,6 +185,3 @@ run_log = Table(
     _one_of("stream", LogStream),
     **MYSQL_TABLE_OPTIONS,
 )
-
-#: The secondary indexes of ``runs`` (the benchmark drops them for its baseline).
-RUNS_LIST_INDEXES = tuple(sorted(ix.name for ix in runs.indexes if ix.name))
