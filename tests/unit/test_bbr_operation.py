@@ -55,7 +55,7 @@ def run(
         SPEC,
         operation,
         OPERATOR,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
     return catalog, finished
 
