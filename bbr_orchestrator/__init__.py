@@ -1,4 +1,4 @@
-"""bbr-orchestrator: scheduled BOSH Backup and Restore, streamed to S3, recorded in a SQL catalog."""
+"""bbr-orchestrator: scheduled BOSH Backup and Restore, streamed to S3, cataloged in SQL."""
 
 from __future__ import annotations
 
