@@ -76,6 +76,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     )
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # drop disabled levels before any work is done
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
+from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
     NewRun,
     Run,
+    RunFilter,
     RunKind,
     RunState,
     RunUpdate,
@@ -31,7 +33,7 @@ from bbr_orchestrator.core.models import (
 )
 from bbr_orchestrator.core.outcome import decode_exit
 from bbr_orchestrator.errors import OrchestratorError
-from bbr_orchestrator.ports import CancelToken, Catalog, Clock, LineSink, RemoteShell, ShellFactory
+from bbr_orchestrator.ports import CancelToken, Catalog, Clock, LineSink, ShellFactory
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +63,7 @@ class TargetRun:
     run_files: Mapping[str, bytes] = field(default_factory=dict)
     timeout_seconds: float | None = None
     plan: str | None = None
+    keep_failed_workdirs: int = 3
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def run_operation(
     workdir = f"{spec.work_root.rstrip('/')}/{run.id}"
     writer = RunLogWriter(catalog, clock, run.id, bound, observer)
     try:
-        result = _execute(connect, spec, operation, workdir, artifact_path, writer, cancel)
+        result = _execute(catalog, connect, spec, operation, workdir, artifact_path, writer, cancel)
     finally:
         writer.flush()
     finished = catalog.transition(
@@ -123,6 +126,7 @@ def run_operation(
 
 
 def _execute(
+    catalog: Catalog,
     connect: ShellFactory,
     spec: TargetRun,
     operation: Operation,
@@ -137,7 +141,7 @@ def _execute(
         writer.event(f"cannot reach the jumpbox: {exc}")
         return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
     try:
-        _prepare_workdir(shell, spec, workdir, writer)
+        workdirs.prepare(shell, workdir, spec.run_files, writer)
         argv = spec.build_argv(operation, workdir, artifact_path)
         writer.event(f"running {shlex.join(argv)} in {workdir} on {shell.host}")
         code = shell.run(
@@ -149,10 +153,15 @@ def _execute(
             cancel=cancel,
         )
         outcome = decode_exit(code)
-        _collect_err_logs(shell, workdir, writer)
+        workdirs.collect_err_logs(shell, workdir, writer)
         cancelled = cancel is not None and cancel.is_set()
         writer.event(f"bbr exited {code}: {outcome.name}" + (" (cancelled)" if cancelled else ""))
-        _finish_workdir(shell, spec, operation, workdir, outcome.succeeded, writer)
+        workdirs.finish(
+            shell, workdir, spec.run_files, keep=operation is Operation.BACKUP, writer=writer
+        )
+        if operation is Operation.BACKUP and not outcome.succeeded:
+            writer.event(f"kept {workdir} for inspection (partial artifact, err.log)")
+            workdirs.remove(shell, _stale_failed_workdirs(catalog, spec), writer)
         summary = None if outcome.succeeded else writer.stderr_summary(_SUMMARY_CHARS)
         if cancelled:
             state, summary = (
@@ -168,6 +177,21 @@ def _execute(
         return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
     finally:
         shell.close()
+
+
+def _stale_failed_workdirs(catalog: Catalog, spec: TargetRun) -> list[str]:
+    """Directories of this target's older failed or cancelled backups beyond the number kept
+    (the run now failing counts as one of them)."""
+    older = [
+        run
+        for state in (RunState.FAILED, RunState.CANCELLED)
+        for run in catalog.list_runs(
+            RunFilter(target=spec.target, kind=RunKind.BACKUP, state=state, limit=500)
+        )
+    ]
+    older.sort(key=lambda run: run.created_at, reverse=True)
+    keep = max(spec.keep_failed_workdirs - 1, 0)
+    return [f"{spec.work_root.rstrip('/')}/{run.id}" for run in older[keep:]]
 
 
 def _error(exc: OrchestratorError) -> RunUpdate:
@@ -198,53 +222,3 @@ def _claim(
         RunState.RUNNING,
         RunUpdate(started_at=started, heartbeat_at=started),
     )
-
-
-def _checked(shell: RemoteShell, argv: tuple[str, ...], writer: RunLogWriter, what: str) -> None:
-    if shell.run(argv, on_line=writer.line, timeout=60) != 0:
-        raise OrchestratorError(f"cannot {what} on {shell.host}")
-
-
-def _prepare_workdir(
-    shell: RemoteShell, spec: TargetRun, workdir: str, writer: RunLogWriter
-) -> None:
-    _checked(
-        shell, ("mkdir", "-p", "-m", "0700", workdir), writer, f"create the run directory {workdir}"
-    )
-    for name, data in spec.run_files.items():
-        shell.write_file(f"{workdir}/{name}", data, 0o600)
-        writer.event(f"wrote {workdir}/{name} (mode 0600)")
-
-
-def _finish_workdir(
-    shell: RemoteShell,
-    spec: TargetRun,
-    operation: Operation,
-    workdir: str,
-    succeeded: bool,
-    writer: RunLogWriter,
-) -> None:
-    """Remove what must not stay: run files always; the whole directory unless it holds an
-    artifact (a backup's, kept until it is stored) or a failed backup's partial artifact."""
-    keep_dir = operation is Operation.BACKUP
-    if keep_dir:
-        paths = tuple(f"{workdir}/{name}" for name in spec.run_files)
-        if paths:
-            _checked(shell, ("rm", "-f", *paths), writer, "remove run files")
-        if not succeeded:
-            writer.event(f"kept {workdir} for inspection (partial artifact, err.log)")
-        return
-    _checked(shell, ("rm", "-rf", workdir), writer, f"remove the run directory {workdir}")
-
-
-def _collect_err_logs(shell: RemoteShell, workdir: str, writer: RunLogWriter) -> None:
-    """Copy bbr's ``bbr-*.err.log`` files (written on failure) into the run log."""
-    found: list[str] = []
-    shell.run(
-        ("find", workdir, "-maxdepth", "1", "-name", "bbr-*.err.log", "-type", "f"),
-        on_line=lambda _stream, line: found.append(line),
-        timeout=60,
-    )
-    for path in sorted(p for p in found if p.startswith(workdir)):
-        writer.event(f"--- {path} ---")
-        shell.run(("cat", path), on_line=writer.err_log_line, timeout=60)

@@ -222,6 +222,14 @@ class JumpboxConfig(_Model):
         default="bbr-orchestrator",
         description="Directory on the jumpbox for per-run work dirs (relative: under home).",
     )
+    keep_failed_workdirs: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "How many failed backups per target keep their run directory (partial artifact, "
+            "err.log) on the jumpbox for inspection; older ones are removed."
+        ),
+    )
     connect_timeout: Duration = Field(
         default=timedelta(seconds=15), description="TCP connect and SSH handshake timeout."
     )

@@ -99,6 +99,7 @@ def _director_run(
         run_files=files,
         timeout_seconds=timeout,
         plan=plan,
+        keep_failed_workdirs=jumpbox.keep_failed_workdirs,
     )
 
 
@@ -128,6 +129,7 @@ def _deployment_run(
         env={"BOSH_CLIENT_SECRET": secret.reveal()},
         timeout_seconds=timeout,
         plan=plan,
+        keep_failed_workdirs=jumpbox.keep_failed_workdirs,
     )
 
 

@@ -54,7 +54,14 @@ class MemoryCatalog:
 
     def list_runs(self, run_filter: RunFilter) -> list[Run]:
         runs = sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)
-        return [r for r in runs if run_filter.target in (None, r.target)][: run_filter.limit]
+        wanted = [
+            r
+            for r in runs
+            if run_filter.target in (None, r.target)
+            and run_filter.kind in (None, r.kind)
+            and run_filter.state in (None, r.state)
+        ]
+        return wanted[: run_filter.limit]
 
     def transition(
         self,

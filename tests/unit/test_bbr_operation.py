@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -190,3 +191,18 @@ def test_observer_sees_lines_live() -> None:
         "[bbr] 2026/11/27 02:00:01 INFO - Starting backup of 10.0.0.6...",
     ) in seen
     assert any(s is LogStream.EVENT and t.startswith("running bbr director") for s, t in seen)
+
+
+def test_only_the_newest_failed_backup_dirs_are_kept() -> None:
+    """With keep_failed_workdirs=2, a third failing backup removes the oldest failed run's dir."""
+    catalog, shell, clock = MemoryCatalog(), bbr_exits(1), FakeClock()
+    spec = dataclasses.replace(SPEC, keep_failed_workdirs=2)
+    runs = [
+        run_operation(catalog, lambda: shell, clock, spec, Operation.BACKUP, OPERATOR)
+        for _ in range(3)
+    ]
+    backup_dirs = {f"/home/ubuntu/bbr-orchestrator/{run.id}" for run in runs}
+    removed = [p for c in shell.calls if c[0][:2] == ("rm", "-rf") for p in c[0][2:]]
+    assert [p for p in removed if p in backup_dirs] == [
+        f"/home/ubuntu/bbr-orchestrator/{runs[0].id}"
+    ]
