@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
 def die(record: Record, signum: int) -> None:
     """Record the invocation, then die by ``signum`` as an unhandled signal would."""
     record(None, signal.Signals(signum).name)
-    sys.stdout.flush()
+    # The signal may land while stdout is mid-flush: a second flush would raise
+    # "reentrant call"; a dying process owes nobody a flush.
+    with contextlib.suppress(RuntimeError, OSError):
+        sys.stdout.flush()
     if signum != signal.SIGKILL:
         signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
