@@ -84,7 +84,7 @@ def one(mode: str, mib: int, box: dict[str, str]) -> dict[str, float]:
                     clock.now(),
                 )
             )
-            writer = RunLogWriter(catalog, clock, run.id, structlog.get_logger())
+            writer = RunLogWriter(catalog, clock, run.id, structlog.get_logger().bind(run_id=run.id))
             started = time.perf_counter()
             shell.run(remote_command(mib), on_line=writer.line)
             writer.flush()

@@ -10,13 +10,13 @@ from typing import Any
 from bbr_orchestrator.core.models import LogStream
 from bbr_orchestrator.ports import Catalog, Clock, LineSink
 
-_BATCH_LINES = 200
+_BATCH_LINES = 1000
 _BATCH_SECONDS = 1.0
 _STDERR_KEPT = 40
 
 
 class RunLogWriter:
-    """Collects a run's lines; flushes them to the catalog every 200 lines or second.
+    """Collects a run's lines; flushes them to the catalog every 1000 lines or second.
 
     Memory stays bounded however much bbr prints: at most one batch plus the last 40 stderr
     lines (kept for the run's error summary) are held.
