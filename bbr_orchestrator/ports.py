@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -65,8 +66,82 @@ class RemoteShell(Protocol):
     def close(self) -> None: ...
 
 
+class ReadStream(Protocol):
+    """Bytes of one remote file, in order, from a starting offset."""
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` as far as the data goes; returns 0 only at the end of the file."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class WriteStream(Protocol):
+    """Bytes into one remote file, appended in order."""
+
+    def write(self, data: memoryview | bytes) -> None: ...
+
+    def close(self) -> None:
+        """Flush and close; raises if the remote side did not take every byte."""
+        ...
+
+
+class FileTransfer(Protocol):
+    """Streaming file access on the jumpbox (for artifacts of many GiB)."""
+
+    def open_read(self, path: str, offset: int = 0) -> ReadStream: ...
+
+    def open_write(self, path: str, mode: int = 0o600) -> WriteStream: ...
+
+
 ShellFactory = Callable[[], RemoteShell]
 """Opens a connection to a jumpbox (raises ``SshError`` naming the host when it cannot)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object in the store."""
+
+    key: str
+    size: int
+
+
+class MultipartUpload(Protocol):
+    """One object being written in parts (each part but the last >= 5 MiB)."""
+
+    key: str
+
+    def upload_part(self, number: int, data: memoryview | bytes) -> None:
+        """Store part ``number`` (1-based); transient errors are retried inside, with backoff."""
+        ...
+
+    def complete(self) -> None: ...
+
+    def abort(self) -> None:
+        """Discard every stored part (no orphan parts left billing); safe to call twice."""
+        ...
+
+
+class ObjectStore(Protocol):
+    """The S3-compatible bucket, under the configured prefix."""
+
+    def start_upload(self, key: str) -> MultipartUpload: ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write a small object in one request (the manifest)."""
+        ...
+
+    def open_read(self, key: str, offset: int = 0) -> ReadStream: ...
+
+    def head(self, key: str) -> StoredObject | None: ...
+
+    def list(self, prefix: str) -> Iterator[StoredObject]: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
+
+    def abort_incomplete_uploads(self, prefix: str) -> int:
+        """Abort multipart uploads left open under ``prefix``; returns how many."""
+        ...
 
 
 class Catalog(Protocol):
