@@ -153,3 +153,102 @@ class RemoteTimeout(SshError):
         self.command = command
         self.seconds = seconds
         super().__init__(host, f"`{command}` ran longer than {seconds:.0f}s and was stopped")
+
+
+class ArtifactCorrupt(OrchestratorError):
+    """A backup artifact fails verification; names the file and, when known, the tar member."""
+
+    def __init__(self, file: str, member: str | None, reason: str) -> None:
+        self.file = file
+        self.member = member
+        self.reason = reason
+        where = f"artifact {file}" + (f", member {member}" if member is not None else "")
+        super().__init__(f"{where}: {reason}")
+
+
+class TarStreamError(ArtifactCorrupt):
+    """A streamed tar is truncated or malformed; ``offset`` is the byte where parsing stopped."""
+
+    def __init__(self, file: str, offset: int, reason: str, member: str | None = None) -> None:
+        self.offset = offset
+        super().__init__(file, member, f"{reason} (at byte {offset})")
+
+
+class MetadataInvalid(ArtifactCorrupt):
+    """bbr's ``metadata`` file is malformed; carries every problem, located by its path."""
+
+    def __init__(self, source: str, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        lines = "".join(f"\n  {p}" for p in self.problems)
+        super().__init__(source, None, f"invalid bbr metadata:{lines}")
+
+
+class ManifestInvalid(ArtifactCorrupt):
+    """A stored ``manifest.json`` is malformed; carries every problem, located by its path."""
+
+    def __init__(self, source: str, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        lines = "".join(f"\n  {p}" for p in self.problems)
+        super().__init__(source, None, f"invalid manifest:{lines}")
+
+
+class ObjectTooLarge(OrchestratorError):
+    """A file cannot be stored as one S3 object (5 TiB per object, 5 GiB per part)."""
+
+    def __init__(self, size: int, reason: str) -> None:
+        self.size = size
+        self.reason = reason
+        super().__init__(f"object of {size} bytes cannot be uploaded: {reason}")
+
+
+class StorageError(OrchestratorError):
+    """An object-store request failed; names the bucket and key (never credentials)."""
+
+    exit_code = 7
+
+    def __init__(self, bucket: str, key: str, reason: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.reason = reason
+        where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+        super().__init__(f"{where}: {reason}")
+
+
+class StorageUnavailable(StorageError):
+    """The store stayed unreachable or overloaded (timeouts, 5xx, SlowDown) through every retry."""
+
+    def __init__(self, bucket: str, key: str, reason: str, attempts: int) -> None:
+        self.attempts = attempts
+        self.cause = reason
+        noun = "attempt" if attempts == 1 else "attempts"
+        super().__init__(bucket, key, f"{reason} (gave up after {attempts} {noun})")
+
+
+class StorageAccessDenied(StorageError):
+    """The store refused our credentials or their permissions (not retried)."""
+
+
+class ObjectNotFound(StorageError):
+    """The object (or the bucket) does not exist."""
+
+
+class UploadAborted(StorageError):
+    """The multipart upload no longer exists (aborted, or completed elsewhere)."""
+
+
+class UploadRejected(StorageError):
+    """The store refused the parts of a multipart upload (too small, missing, out of order)."""
+
+
+class ObjectCorrupt(StorageError):
+    """Bytes did not arrive intact (checksum mismatch), or the object changed while being read."""
+
+
+class DeleteFailed(StorageError):
+    """Some objects of a batch delete were not deleted; ``failures`` maps key to the reason."""
+
+    def __init__(self, bucket: str, failures: dict[str, str]) -> None:
+        self.failures = dict(failures)
+        shown = "; ".join(f"{key}: {why}" for key, why in list(self.failures.items())[:5])
+        more = f"; and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        super().__init__(bucket, "", f"{len(self.failures)} objects not deleted: {shown}{more}")

@@ -84,7 +84,9 @@ def one(mode: str, mib: int, box: dict[str, str]) -> dict[str, float]:
                     clock.now(),
                 )
             )
-            writer = RunLogWriter(catalog, clock, run.id, structlog.get_logger().bind(run_id=run.id))
+            writer = RunLogWriter(
+                catalog, clock, run.id, structlog.get_logger().bind(run_id=run.id)
+            )
             started = time.perf_counter()
             shell.run(remote_command(mib), on_line=writer.line)
             writer.flush()
