@@ -252,3 +252,24 @@ class DeleteFailed(StorageError):
         shown = "; ".join(f"{key}: {why}" for key, why in list(self.failures.items())[:5])
         more = f"; and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
         super().__init__(bucket, "", f"{len(self.failures)} objects not deleted: {shown}{more}")
+
+
+class RemoteFileError(SshError):
+    """A file on the jumpbox cannot be read or written as asked (missing, not a regular file,
+    changed while read, short write): retrying the same request will not help."""
+
+    def __init__(self, host: str, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(host, f"{path}: {reason}")
+
+
+class TransferInterrupted(SshError):
+    """A file transfer broke mid-way (connection lost, remote reader killed, no data for too
+    long). For a read, ``offset`` is the exact byte to resume from on a new connection; for a
+    write it is None (the file must be written again)."""
+
+    def __init__(self, host: str, path: str, offset: int | None, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        at = "" if offset is None else f" at byte {offset}"
+        super().__init__(host, f"{path}: transfer interrupted{at}: {reason}")

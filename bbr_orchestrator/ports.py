@@ -93,6 +93,22 @@ class FileTransfer(Protocol):
 
     def open_write(self, path: str, mode: int = 0o600) -> WriteStream: ...
 
+    def list_files(self, directory: str) -> list[tuple[str, int]]:
+        """``(name, size)`` of the regular files in ``directory`` (an artifact: no subdirs)."""
+        ...
+
+    def list_dirs(self, directory: str) -> list[str]:
+        """Names of the subdirectories of ``directory``."""
+        ...
+
+    def sha256(self, path: str) -> str:
+        """SHA-256 of a file, computed on the jumpbox."""
+        ...
+
+
+class Jumpbox(RemoteShell, FileTransfer, Protocol):
+    """A connected jumpbox: commands and files."""
+
 
 ShellFactory = Callable[[], RemoteShell]
 """Opens a connection to a jumpbox (raises ``SshError`` naming the host when it cannot)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bbr_orchestrator.core.models import (
     Artifact,
@@ -16,7 +18,7 @@ from bbr_orchestrator.core.models import (
     RunState,
     RunUpdate,
 )
-from bbr_orchestrator.errors import RunConflict, RunNotFound
+from bbr_orchestrator.errors import RunConflict, RunNotFound, SshError, StorageUnavailable
 from bbr_orchestrator.ports import CancelToken, LineSink
 
 
@@ -130,3 +132,92 @@ class ScriptedShell:
 
     def close(self) -> None:
         self.closed += 1
+
+
+class MemoryReadStream:
+    """A ReadStream over bytes that can fail (SshError) once it has delivered ``fail_at`` bytes."""
+
+    def __init__(self, data: bytes, offset: int, fail_at: int | None, chunk: int) -> None:
+        self._data, self._pos, self._fail_at, self._chunk = data, offset, fail_at, chunk
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self._fail_at is not None and self._pos >= self._fail_at:
+            raise SshError("jumpbox.test", "connection reset by peer")
+        end = min(len(self._data), self._pos + len(buffer), self._pos + self._chunk)
+        if self._fail_at is not None:
+            end = min(end, max(self._fail_at, self._pos))
+        n = end - self._pos
+        buffer[:n] = self._data[self._pos : end]
+        self._pos = end
+        return n
+
+    def close(self) -> None:
+        return None
+
+
+class MemoryFiles:
+    """A FileTransfer over a dict of path -> bytes; ``drops`` lists offsets where a read breaks."""
+
+    def __init__(self, files: dict[str, bytes], drops: list[int] | None = None) -> None:
+        self.files = files
+        self.drops = list(drops or [])
+        self.opened: list[tuple[str, int]] = []
+
+    def open_read(self, path: str, offset: int = 0) -> MemoryReadStream:
+        self.opened.append((path, offset))
+        fail_at = next((d for d in self.drops if d > offset), None)
+        if fail_at is not None:
+            self.drops.remove(fail_at)
+        return MemoryReadStream(self.files[path], offset, fail_at, chunk=256 * 1024)
+
+    def open_write(self, path: str, mode: int = 0o600) -> Any:
+        raise NotImplementedError("not used by these tests")
+
+
+class MemoryUpload:
+    def __init__(self, store: MemoryStore, key: str) -> None:
+        self.store, self.key = store, key
+        self.parts: dict[int, bytes] = {}
+        self.state = "open"
+
+    def upload_part(self, number: int, data: memoryview | bytes) -> None:
+        with self.store.lock:
+            self.store.in_flight += 1
+            self.store.max_in_flight = max(self.store.max_in_flight, self.store.in_flight)
+            self.store.part_calls += 1
+        try:
+            if self.store.fail_part == number:
+                raise StorageUnavailable("bucket", self.key, "injected 503", attempts=3)
+            self.parts[number] = bytes(data)
+        finally:
+            with self.store.lock:
+                self.store.in_flight -= 1
+
+    def complete(self) -> None:
+        self.store.objects[self.key] = b"".join(self.parts[n] for n in sorted(self.parts))
+        self.state = "completed"
+
+    def abort(self) -> None:
+        self.state = "aborted"
+
+
+class MemoryStore:
+    """The ObjectStore port in memory, counting concurrency and recording every upload."""
+
+    def __init__(self, fail_part: int | None = None) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.uploads: list[MemoryUpload] = []
+        self.fail_part = fail_part
+        self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = self.part_calls = 0
+
+    def start_upload(self, key: str) -> MemoryUpload:
+        upload = MemoryUpload(self, key)
+        self.uploads.append(upload)
+        return upload
+
+    def put(self, key: str, data: bytes) -> None:
+        self.objects[key] = bytes(data)
+
+    def open_uploads(self) -> list[str]:
+        return [u.key for u in self.uploads if u.state == "open"]

@@ -1,0 +1,258 @@
+"""Stream one artifact file from the jumpbox to the object store, verified while it streams.
+
+Bytes go from the SSH channel into a small pool of reusable part buffers, are hashed (SHA-256
+of the file; every tar member re-hashed for comparison with bbr's ``metadata``) on the way,
+and are uploaded as multipart parts by a few worker threads. Memory is bounded by the pool:
+``(parts_in_flight + 1) x part size``, whatever the file size. A dropped SSH connection is
+resumed from the exact byte offset with a new connection; completed parts are never re-sent.
+Any failure aborts the multipart upload, so no orphan parts are left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import structlog
+
+from bbr_orchestrator.core.bbr_metadata import verify_members
+from bbr_orchestrator.core.layout import ManifestObject, part_size
+from bbr_orchestrator.core.tar_stream import TarHasher
+from bbr_orchestrator.errors import OrchestratorError, SshError
+from bbr_orchestrator.ports import FileTransfer, MultipartUpload, ObjectStore, ReadStream
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just read (for progress bars and progress events)."""
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Tuning of the pipeline; the defaults bound memory at (4 + 1) x 16 MiB = 80 MiB."""
+
+    parts_in_flight: int = 4
+    min_part_size: int = 16 * 1024 * 1024
+    read_attempts: int = 4
+    """How many times one file's read may be (re)started after an SSH failure."""
+    retry_backoff: float = 1.0
+
+
+DEFAULT_STREAM = StreamSettings()
+
+
+class TruncatedFile(OrchestratorError):
+    """A remote file ended before its listed size (it changed, or the reader lied)."""
+
+    def __init__(self, path: str, expected: int, got: int) -> None:
+        self.path = path
+        super().__init__(f"{path}: ended after {got} of {expected} bytes")
+
+
+class _ResumingReader:
+    """Reads a remote file from an offset; on an SSH failure reconnects and resumes there."""
+
+    def __init__(
+        self,
+        connect: Callable[[], FileTransfer],
+        files: FileTransfer,
+        path: str,
+        settings: StreamSettings,
+    ) -> None:
+        self._connect = connect
+        self._files = files
+        self._path = path
+        self._settings = settings
+        self._offset = 0
+        self._failures = 0
+        self._stream: ReadStream = files.open_read(path, 0)
+
+    def fill(self, buffer: memoryview, want: int) -> int:
+        """Fill ``buffer[:want]`` completely, unless the file ends first."""
+        got = 0
+        while got < want:
+            try:
+                n = self._stream.readinto(buffer[got:want])
+            except SshError as exc:
+                self._resume(exc)
+                continue
+            if n == 0:
+                break
+            got += n
+            self._offset += n
+        return got
+
+    def _resume(self, exc: SshError) -> None:
+        self._failures += 1
+        if self._failures >= self._settings.read_attempts:
+            raise exc
+        log.warning(
+            "ssh_read_resumed",
+            path=self._path,
+            offset=self._offset,
+            error=str(exc),
+            attempt=self._failures,
+        )
+        time.sleep(self._settings.retry_backoff * self._failures)
+        self._close_quietly()
+        self._files = self._connect()
+        self._stream = self._files.open_read(self._path, self._offset)
+
+    def _close_quietly(self) -> None:
+        with contextlib.suppress(OrchestratorError):
+            self._stream.close()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def stream_file(
+    files: FileTransfer,
+    connect: Callable[[], FileTransfer],
+    store: ObjectStore,
+    *,
+    path: str,
+    name: str,
+    size: int,
+    key: str,
+    tar_checksums: Mapping[str, str] | None,
+    settings: StreamSettings = DEFAULT_STREAM,
+    progress: Progress | None = None,
+) -> ManifestObject:
+    """Upload one file; verify its tar members against ``tar_checksums`` (None: not a tar).
+
+    Raises ``ArtifactCorrupt`` (naming file and member), ``TruncatedFile``, ``SshError`` or a
+    ``StorageError``; the multipart upload is aborted on every failure.
+    """
+    part = part_size(size, minimum=settings.min_part_size)
+    digest = hashlib.sha256()
+    tar = TarHasher(name) if tar_checksums is not None else None
+    reader = _ResumingReader(connect, files, path, settings)
+    try:
+        if size < settings.min_part_size:
+            data = _read_small(reader, path, size)
+            digest.update(data)
+            if tar is not None:
+                tar.feed(data)
+            members = _verified(tar, name, tar_checksums)
+            store.put(key, data)
+            if progress:
+                progress(size)
+        else:
+            members = _multipart(
+                reader,
+                store,
+                key,
+                path,
+                size,
+                part,
+                digest,
+                tar,
+                name,
+                tar_checksums,
+                settings,
+                progress,
+            )
+    finally:
+        reader.close()
+    return ManifestObject(
+        name=name, key=key, size=size, sha256=digest.hexdigest(), member_checksums=members
+    )
+
+
+def _read_small(reader: _ResumingReader, path: str, size: int) -> bytes:
+    buffer = bytearray(size + 1)  # one spare byte: a file longer than listed is caught too
+    got = reader.fill(memoryview(buffer), size + 1)
+    if got != size:
+        raise TruncatedFile(path, size, got)
+    return bytes(buffer[:size])
+
+
+def _verified(tar: TarHasher | None, name: str, checksums: Mapping[str, str] | None) -> int:
+    if tar is None or checksums is None:
+        return 0
+    members = tar.close()
+    verify_members(name, members, dict(checksums))
+    return len(members)
+
+
+def _multipart(
+    reader: _ResumingReader,
+    store: ObjectStore,
+    key: str,
+    path: str,
+    size: int,
+    part: int,
+    digest: hashlib._Hash,
+    tar: TarHasher | None,
+    name: str,
+    tar_checksums: Mapping[str, str] | None,
+    settings: StreamSettings,
+    progress: Progress | None,
+) -> int:
+    buffers: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(settings.parts_in_flight + 1):
+        buffers.put(bytearray(part))
+    upload = store.start_upload(key)
+    failed = threading.Event()
+    pending: list[Future[None]] = []
+    try:
+        with ThreadPoolExecutor(settings.parts_in_flight, thread_name_prefix="s3-part") as pool:
+            offset, number = 0, 1
+            while offset < size and not failed.is_set():
+                buffer = buffers.get()
+                view = memoryview(buffer)
+                want = min(part, size - offset)
+                got = reader.fill(view, want)
+                if got != want:
+                    raise TruncatedFile(path, size, offset + got)
+                chunk = view[:got]
+                digest.update(chunk)
+                if tar is not None:
+                    tar.feed(chunk)
+                future = pool.submit(_send, upload, number, chunk)
+                future.add_done_callback(_recycle(buffers, buffer, failed))
+                pending.append(future)
+                offset += got
+                number += 1
+                if progress:
+                    progress(got)
+            for future in pending:
+                future.result()
+        if reader.fill(memoryview(bytearray(1)), 1):
+            raise TruncatedFile(path, size, size + 1)
+        members = _verified(tar, name, tar_checksums)
+        upload.complete()
+        return members
+    except BaseException:
+        failed.set()
+        _abort(upload)
+        raise
+
+
+def _send(upload: MultipartUpload, number: int, chunk: memoryview) -> None:
+    upload.upload_part(number, chunk)
+
+
+def _recycle(
+    buffers: queue.Queue[bytearray], buffer: bytearray, failed: threading.Event
+) -> Callable[[Future[None]], None]:
+    def done(future: Future[None]) -> None:
+        if future.exception() is not None:
+            failed.set()
+        buffers.put(buffer)
+
+    return done
+
+
+def _abort(upload: MultipartUpload) -> None:
+    try:
+        upload.abort()
+    except OrchestratorError as exc:
+        log.error("multipart_abort_failed", key=upload.key, error=str(exc))
