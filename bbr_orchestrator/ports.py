@@ -110,7 +110,7 @@ class Jumpbox(RemoteShell, FileTransfer, Protocol):
     """A connected jumpbox: commands and files."""
 
 
-ShellFactory = Callable[[], RemoteShell]
+ShellFactory = Callable[[], Jumpbox]
 """Opens a connection to a jumpbox (raises ``SshError`` naming the host when it cannot)."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from bbr_orchestrator.actions import workdirs
+from bbr_orchestrator.actions.backup_storage import Storage, bbr_version, store_backup
 from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
@@ -93,15 +94,20 @@ def run_operation(
     artifact_path: str | None = None,
     cancel: CancelToken | None = None,
     observer: LineSink | None = None,
+    storage: Storage | None = None,
 ) -> Run:
     """Run ``operation`` and return the finished run record. A bbr failure, a broken or
-    unreachable jumpbox and a cancellation all end as a recorded run, not an exception."""
+    unreachable jumpbox and a cancellation all end as a recorded run, not an exception.
+
+    With ``storage``, a backup whose artifact bbr calls complete is streamed to the object
+    store before the run ends; the run succeeds only once its manifest is stored."""
     run = _claim(catalog, clock, spec, operation, requester)
     bound = log.bind(run_id=run.id, target=spec.target, operation=operation.value)
-    workdir = f"{spec.work_root.rstrip('/')}/{run.id}"
     writer = RunLogWriter(catalog, clock, run.id, bound, observer)
     try:
-        result = _execute(catalog, connect, spec, operation, workdir, artifact_path, writer, cancel)
+        result = _execute(
+            catalog, connect, clock, spec, operation, run, artifact_path, writer, cancel, storage
+        )
     finally:
         writer.flush()
     finished = catalog.transition(
@@ -128,13 +134,16 @@ def run_operation(
 def _execute(
     catalog: Catalog,
     connect: ShellFactory,
+    clock: Clock,
     spec: TargetRun,
     operation: Operation,
-    workdir: str,
+    run: Run,
     artifact_path: str | None,
     writer: RunLogWriter,
     cancel: CancelToken | None,
+    storage: Storage | None,
 ) -> _Result:
+    workdir = _workdir(spec, run.id)
     try:
         shell = connect()
     except OrchestratorError as exc:
@@ -143,6 +152,9 @@ def _execute(
     try:
         workdirs.prepare(shell, workdir, spec.run_files, writer)
         argv = spec.build_argv(operation, workdir, artifact_path)
+        version = None
+        if storage is not None and operation is Operation.BACKUP:
+            version = bbr_version(shell, argv[0], writer)
         writer.event(f"running {shlex.join(argv)} in {workdir} on {shell.host}")
         code = shell.run(
             argv,
@@ -171,12 +183,42 @@ def _execute(
         else:
             state = RunState.SUCCEEDED if outcome.succeeded else RunState.FAILED
         update = RunUpdate(exit_code=code, outcome=outcome.name, error_summary=summary)
-        return _Result(state, update, needs_cleanup=outcome.needs_cleanup or cancelled)
+        needs_cleanup = outcome.needs_cleanup or cancelled
+        store_now = storage is not None and operation is Operation.BACKUP and not cancelled
+        if store_now and storage is not None and outcome.backup_artifact_complete:
+            try:
+                stored = store_backup(
+                    catalog,
+                    shell,
+                    connect,
+                    clock,
+                    storage,
+                    run,
+                    spec.target_kind,
+                    workdir,
+                    version,
+                    writer,
+                )
+            except OrchestratorError as exc:
+                writer.event(f"storing the artifact failed; it stays in {workdir}: {exc}")
+                reason = (
+                    f"storing the artifact failed (it stays in {workdir} on {shell.host}): {exc}"
+                )
+                failed = replace(
+                    update, outcome="upload-failed", error_summary=reason[:_SUMMARY_CHARS]
+                )
+                return _Result(RunState.FAILED, failed, needs_cleanup)
+            update = replace(update, bytes_total=stored)
+        return _Result(state, update, needs_cleanup)
     except OrchestratorError as exc:
         writer.event(f"run failed: {exc}")
         return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
     finally:
         shell.close()
+
+
+def _workdir(spec: TargetRun, run_id: str) -> str:
+    return f"{spec.work_root.rstrip('/')}/{run_id}"
 
 
 def _stale_failed_workdirs(catalog: Catalog, spec: TargetRun) -> list[str]:
@@ -191,7 +233,7 @@ def _stale_failed_workdirs(catalog: Catalog, spec: TargetRun) -> list[str]:
     ]
     older.sort(key=lambda run: run.created_at, reverse=True)
     keep = max(spec.keep_failed_workdirs - 1, 0)
-    return [f"{spec.work_root.rstrip('/')}/{run.id}" for run in older[keep:]]
+    return [_workdir(spec, run.id) for run in older[keep:]]
 
 
 def _error(exc: OrchestratorError) -> RunUpdate:

@@ -1,0 +1,88 @@
+"""After a backup: store its artifact in the object store, record the objects, free the jumpbox.
+
+The run moves to succeeded only after the manifest exists (it is written last). When storing
+fails, the artifact stays in the run directory on the jumpbox, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bbr_orchestrator.actions import workdirs
+from bbr_orchestrator.actions.run_log import RunLogWriter
+from bbr_orchestrator.actions.store_artifact import ArtifactSource, store_artifact
+from bbr_orchestrator.actions.upload import DEFAULT_STREAM, Progress, StreamSettings
+from bbr_orchestrator.core.layout import ManifestObject
+from bbr_orchestrator.core.models import Artifact, Run, TargetKind
+from bbr_orchestrator.ports import Catalog, Clock, FileTransfer, Jumpbox, ObjectStore
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where backups go and how they stream there."""
+
+    store: ObjectStore
+    prefix: str
+    orchestrator_version: str
+    settings: StreamSettings = DEFAULT_STREAM
+    progress: Progress | None = None
+
+
+def bbr_version(shell: Jumpbox, bbr: str, writer: RunLogWriter) -> str | None:
+    """``bbr version`` on the jumpbox (``bbr version 1.9.79`` -> ``1.9.79``), for the manifest."""
+    lines: list[str] = []
+    if shell.run((bbr, "version"), on_line=lambda _s, line: lines.append(line), timeout=60) != 0:
+        writer.event(f"`{bbr} version` failed: {' / '.join(lines)[:200]}")
+        return None
+    words = " ".join(lines).split()
+    return words[-1] if words else None
+
+
+def store_backup(
+    catalog: Catalog,
+    shell: Jumpbox,
+    connect: Callable[[], FileTransfer],
+    clock: Clock,
+    storage: Storage,
+    run: Run,
+    target_kind: TargetKind,
+    workdir: str,
+    version: str | None,
+    writer: RunLogWriter,
+) -> int:
+    """Upload, verify and record the artifact in ``workdir``; returns the bytes stored."""
+
+    def recorded(stored: ManifestObject) -> None:
+        writer.event(f"stored {stored.key} ({stored.size} bytes, sha256 {stored.sha256})")
+
+    source = ArtifactSource(
+        run_id=run.id,
+        target=run.target,
+        target_kind=target_kind,
+        workdir=workdir,
+        prefix=storage.prefix,
+        bbr_version=version,
+        orchestrator_version=storage.orchestrator_version,
+        started_at=run.started_at or run.created_at,
+    )
+    manifest = store_artifact(
+        shell,
+        connect,
+        storage.store,
+        clock,
+        source,
+        settings=storage.settings,
+        progress=storage.progress,
+        on_object=recorded,
+    )
+    catalog.add_artifacts(
+        Artifact(run.id, o.key, o.size, o.sha256, o.member_checksums) for o in manifest.objects
+    )
+    total = sum(o.size for o in manifest.objects)
+    writer.event(
+        f"manifest written: {len(manifest.objects)} objects, {total} bytes, "
+        f"{sum(o.member_checksums for o in manifest.objects)} tar members verified"
+    )
+    workdirs.remove(shell, [workdir], writer)
+    return total
