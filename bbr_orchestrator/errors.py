@@ -273,3 +273,13 @@ class TransferInterrupted(SshError):
         self.offset = offset
         at = "" if offset is None else f" at byte {offset}"
         super().__init__(host, f"{path}: transfer interrupted{at}: {reason}")
+
+
+class TruncatedFile(OrchestratorError):
+    """A file's bytes did not match its listed size (it changed while being copied)."""
+
+    def __init__(self, path: str, expected: int, got: int) -> None:
+        self.path = path
+        self.expected = expected
+        self.got = got
+        super().__init__(f"{path}: ended after {got} of {expected} bytes")

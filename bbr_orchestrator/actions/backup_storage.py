@@ -6,6 +6,7 @@ fails, the artifact stays in the run directory on the jumpbox, so nothing is los
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.actions.store_artifact import ArtifactSource, store_artifact
 from bbr_orchestrator.actions.upload import DEFAULT_STREAM, Progress, StreamSettings
-from bbr_orchestrator.core.layout import ManifestObject
+from bbr_orchestrator.core.layout import ManifestObject, manifest_json, manifest_key
 from bbr_orchestrator.core.models import Artifact, Run, TargetKind
 from bbr_orchestrator.ports import Catalog, Clock, FileTransfer, Jumpbox, ObjectStore
 
@@ -76,13 +77,21 @@ def store_backup(
         progress=storage.progress,
         on_object=recorded,
     )
+    marker = manifest_json(manifest)
+    marker_key = manifest_key(storage.prefix, run.target, manifest.artifact_dir)
     catalog.add_artifacts(
-        Artifact(run.id, o.key, o.size, o.sha256, o.member_checksums) for o in manifest.objects
+        [
+            *(
+                Artifact(run.id, o.key, o.size, o.sha256, o.member_checksums)
+                for o in manifest.objects
+            ),
+            Artifact(run.id, marker_key, len(marker), hashlib.sha256(marker).hexdigest()),
+        ]
     )
     total = sum(o.size for o in manifest.objects)
     writer.event(
         f"manifest written: {len(manifest.objects)} objects, {total} bytes, "
         f"{sum(o.member_checksums for o in manifest.objects)} tar members verified"
     )
-    workdirs.remove(shell, [workdir], writer)
+    workdirs.remove(shell, [workdir], writer, "the artifact is stored")
     return total

@@ -173,7 +173,9 @@ def _execute(
         )
         if operation is Operation.BACKUP and not outcome.succeeded:
             writer.event(f"kept {workdir} for inspection (partial artifact, err.log)")
-            workdirs.remove(shell, _stale_failed_workdirs(catalog, spec), writer)
+            workdirs.remove(
+                shell, _stale_failed_workdirs(catalog, spec), writer, "older failed backups"
+            )
         summary = None if outcome.succeeded else writer.stderr_summary(_SUMMARY_CHARS)
         if cancelled:
             state, summary = (

@@ -4,7 +4,8 @@ Bytes go from the SSH channel into a small pool of reusable part buffers, are ha
 of the file; every tar member re-hashed for comparison with bbr's ``metadata``) on the way,
 and are uploaded as multipart parts by a few worker threads. Memory is bounded by the pool:
 ``(parts_in_flight + 1) x part size``, whatever the file size. A dropped SSH connection is
-resumed from the exact byte offset with a new connection; completed parts are never re-sent.
+resumed from the exact byte offset with a new connection (``TransferInterrupted``;
+a missing or changed file is not retried); completed parts are never re-sent.
 Any failure aborts the multipart upload, so no orphan parts are left.
 """
 
@@ -24,7 +25,7 @@ import structlog
 from bbr_orchestrator.core.bbr_metadata import verify_members
 from bbr_orchestrator.core.layout import ManifestObject, part_size
 from bbr_orchestrator.core.tar_stream import TarHasher
-from bbr_orchestrator.errors import OrchestratorError, SshError
+from bbr_orchestrator.errors import OrchestratorError, TransferInterrupted, TruncatedFile
 from bbr_orchestrator.ports import FileTransfer, MultipartUpload, ObjectStore, ReadStream
 
 log = structlog.get_logger(__name__)
@@ -45,14 +46,6 @@ class StreamSettings:
 
 
 DEFAULT_STREAM = StreamSettings()
-
-
-class TruncatedFile(OrchestratorError):
-    """A remote file ended before its listed size (it changed, or the reader lied)."""
-
-    def __init__(self, path: str, expected: int, got: int) -> None:
-        self.path = path
-        super().__init__(f"{path}: ended after {got} of {expected} bytes")
 
 
 class _ResumingReader:
@@ -79,7 +72,7 @@ class _ResumingReader:
         while got < want:
             try:
                 n = self._stream.readinto(buffer[got:want])
-            except SshError as exc:
+            except TransferInterrupted as exc:
                 self._resume(exc)
                 continue
             if n == 0:
@@ -88,7 +81,7 @@ class _ResumingReader:
             self._offset += n
         return got
 
-    def _resume(self, exc: SshError) -> None:
+    def _resume(self, exc: TransferInterrupted) -> None:
         self._failures += 1
         if self._failures >= self._settings.read_attempts:
             raise exc

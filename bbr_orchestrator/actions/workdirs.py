@@ -44,11 +44,11 @@ def finish(
         _checked(shell, ("rm", "-f", *paths), writer, "remove run files")
 
 
-def remove(shell: RemoteShell, workdirs: Sequence[str], writer: RunLogWriter) -> None:
-    """Remove old run directories (e.g. failed backups beyond the number kept)."""
+def remove(shell: RemoteShell, workdirs: Sequence[str], writer: RunLogWriter, why: str) -> None:
+    """Remove run directories (a stored backup's, or failed backups beyond the number kept)."""
     if workdirs:
-        _checked(shell, ("rm", "-rf", *workdirs), writer, "remove old run directories")
-        writer.event(f"removed {len(workdirs)} old run directories: {' '.join(workdirs)}")
+        _checked(shell, ("rm", "-rf", *workdirs), writer, "remove run directories")
+        writer.event(f"removed {' '.join(workdirs)} ({why})")
 
 
 def collect_err_logs(shell: RemoteShell, workdir: str, writer: RunLogWriter) -> None:

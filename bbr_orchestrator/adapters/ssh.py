@@ -16,6 +16,7 @@ from types import TracebackType
 
 import paramiko
 
+from bbr_orchestrator.adapters import ssh_stream
 from bbr_orchestrator.core.models import LogStream
 from bbr_orchestrator.errors import HostKeyError, RemoteTimeout, SshError
 from bbr_orchestrator.ports import CancelToken, LineSink
@@ -188,6 +189,7 @@ class SshJumpbox:
                 channel_timeout=timeout,
                 allow_agent=False,
                 look_for_keys=False,
+                transport_factory=ssh_stream.tuned_transport,
             )
         except HostKeyError:
             client.close()
@@ -216,6 +218,28 @@ class SshJumpbox:
     @property
     def host(self) -> str:
         return self._settings.address
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        """The live SSH transport (raises ``SshError`` once the connection is gone)."""
+        return self._transport()
+
+    def open_read(self, path: str, offset: int = 0) -> ssh_stream.RemoteReader:
+        """Stream a remote file from ``offset`` (see ``ssh_stream``)."""
+        return ssh_stream.open_read(self, path, offset)
+
+    def open_write(self, path: str, mode: int = 0o600) -> ssh_stream.RemoteWriter:
+        """Stream bytes into a remote file created with ``mode`` (see ``ssh_stream``)."""
+        return ssh_stream.open_write(self, path, mode)
+
+    def list_files(self, directory: str) -> list[tuple[str, int]]:
+        return ssh_stream.list_files(self, directory)
+
+    def list_dirs(self, directory: str) -> list[str]:
+        return ssh_stream.list_dirs(self, directory)
+
+    def sha256(self, path: str) -> str:
+        return ssh_stream.file_sha256(self, path)
 
     def run(
         self,

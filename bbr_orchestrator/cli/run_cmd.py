@@ -7,7 +7,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -56,6 +56,26 @@ def cancel_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def upload_progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar (bytes, rate, ETA) fed with bytes read, when on a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("upload", total=None)
+        yield lambda n: bar.advance(task, n)
+
+
 def _echo_line(stream: LogStream, text: str) -> None:
     prefix = {LogStream.STDOUT: "", LogStream.STDERR: "bbr! ", LogStream.EVENT: "==> "}[stream]
     click.echo(prefix + text, err=True)
@@ -78,7 +98,12 @@ def run(ctx: Context, operation: str, target: str, live: bool | None) -> None:
     """
     from bbr_orchestrator.actions.bbr_operation import Requester, run_operation
     from bbr_orchestrator.adapters.clock import SystemClock
-    from bbr_orchestrator.service.wiring import jumpbox_connector, open_catalog, target_run
+    from bbr_orchestrator.service.wiring import (
+        jumpbox_connector,
+        open_catalog,
+        storage,
+        target_run,
+    )
 
     config = ctx.config()
     if target not in {t.name for t in config.targets}:
@@ -87,7 +112,11 @@ def run(ctx: Context, operation: str, target: str, live: bool | None) -> None:
         raise ConfigError(str(ctx.config_path), [problem])
     spec = target_run(config, target)
     show = sys.stderr.isatty() if live is None else live
-    with open_catalog(config) as catalog, cancel_on_signals() as cancel:
+    with (
+        open_catalog(config) as catalog,
+        cancel_on_signals() as cancel,
+        upload_progress(sys.stderr.isatty()) as progress,
+    ):
         finished = run_operation(
             catalog,
             jumpbox_connector(config, target),
@@ -97,6 +126,7 @@ def run(ctx: Context, operation: str, target: str, live: bool | None) -> None:
             Requester(Trigger.OPERATOR, operator()),
             cancel=cancel,
             observer=_echo_line if show else None,
+            storage=storage(config, progress) if operation == Operation.BACKUP else None,
         )
     click.echo(
         f"run {finished.id}: {operation} of {target} {finished.state.value} ({finished.outcome})"

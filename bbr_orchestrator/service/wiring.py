@@ -5,8 +5,11 @@ The only module that knows both the adapters and the actions.
 
 from __future__ import annotations
 
+from bbr_orchestrator.actions.backup_storage import Storage
 from bbr_orchestrator.actions.bbr_operation import TargetRun
+from bbr_orchestrator.actions.upload import Progress
 from bbr_orchestrator.adapters import catalog as sql_catalog
+from bbr_orchestrator.adapters.s3 import S3ObjectStore
 from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
 from bbr_orchestrator.config import Config
 from bbr_orchestrator.config.schema import DeploymentTarget, DirectorTarget, JumpboxConfig
@@ -36,6 +39,18 @@ def catalog_url(config: Config) -> str:
 def open_catalog(config: Config, *, require_head: bool = True) -> sql_catalog.SqlCatalog:
     """Open the configured catalog; refuses one that is not at the migration head."""
     return sql_catalog.open_catalog(catalog_url(config), require_head=require_head)
+
+
+def storage(config: Config, progress: Progress | None = None) -> Storage:
+    """The object store backups stream to, as the bbr actions take it."""
+    from bbr_orchestrator import __version__
+
+    return Storage(
+        store=S3ObjectStore.from_config(config.object_store),
+        prefix=config.object_store.prefix,
+        orchestrator_version=__version__,
+        progress=progress,
+    )
 
 
 def ssh_settings(jumpbox: JumpboxConfig) -> SshSettings:

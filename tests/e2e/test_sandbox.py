@@ -24,6 +24,10 @@ def test_sandbox_main_job_runs_and_records_every_run(tmp_path: Path) -> None:
     assert out.count("succeeded (succeeded)") == 4
     assert "$ bbr-orchestrator runs list" in out
     assert "Backup created of 10.0.0.6" in out, "runs logs shows bbr's output"
+    assert "manifest written" in out, "the backup ends with its artifact stored"
+    assert "bbr/bosh-director/10.0.0.6_" in out and "bosh-0-fake-db.tar" in out, (
+        "runs show lists objects"
+    )
     config = tmp_path / "sb" / "config.yml"
     listed = subprocess.run(
         [

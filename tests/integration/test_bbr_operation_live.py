@@ -12,70 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from bbr_orchestrator.actions.bbr_operation import Requester, TargetRun, run_operation
-from bbr_orchestrator.adapters.catalog import SqlCatalog, open_catalog, upgrade
+from bbr_orchestrator.actions.bbr_operation import run_operation
+from bbr_orchestrator.adapters.catalog import SqlCatalog
 from bbr_orchestrator.adapters.clock import SystemClock
 from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
 from bbr_orchestrator.core.bbr_argv import (
-    DeploymentSpec,
-    DirectorSpec,
     Operation,
-    deployment_argv,
-    director_argv,
 )
 from bbr_orchestrator.core.models import (
     LogStream,
     RunFilter,
     RunKind,
     RunState,
-    TargetKind,
-    Trigger,
 )
 from bbr_orchestrator.log import configure_logging
 from bbr_orchestrator.ports import ShellFactory
 from bbr_orchestrator.sandbox import bbrsim
 from bbr_orchestrator.sandbox.sshd import Jumpbox
-
-OPERATOR = Requester(Trigger.OPERATOR, "tester@ci")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[SqlCatalog]:
-    url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
-    upgrade(url)
-    with open_catalog(url) as opened:
-        yield opened
-
-
-@pytest.fixture
-def shell(jumpbox: Jumpbox) -> ShellFactory:
-    """Opens SSH sessions to the test jumpbox, verifying its host key."""
-    settings = SshSettings(
-        host=jumpbox.host,
-        port=jumpbox.port,
-        user=jumpbox.user,
-        private_key_file=jumpbox.client_key_path,
-        known_hosts_file=jumpbox.known_hosts_path,
-    )
-    return lambda: SshJumpbox.connect(settings)
-
-
-def director(tmp_path: Path, host: str) -> TargetRun:
-    """A director target whose bbr key is copied into each run directory."""
-
-    def build(op: Operation, workdir: str, artifact: str | None) -> tuple[str, ...]:
-        spec = DirectorSpec(host=host, username="bbr", private_key_path=f"{workdir}/key.pem")
-        path = workdir if op is Operation.BACKUP else artifact
-        return director_argv("bbr", spec, op, artifact_path=path)
-
-    return TargetRun(
-        target=f"director-{host}",
-        target_kind=TargetKind.DIRECTOR,
-        build_argv=build,
-        work_root=str(tmp_path / "work"),
-        run_files={"key.pem": b"-----BEGIN OPENSSH PRIVATE KEY-----\n"},
-        timeout_seconds=120,
-    )
+from tests.integration.bbr_targets import OPERATOR, deployment, director
 
 
 @pytest.fixture
@@ -85,31 +39,6 @@ def json_logs() -> Iterator[io.StringIO]:
     configure_logging("debug", "json", stream)
     yield stream
     configure_logging("warning", "auto")
-
-
-def deployment(tmp_path: Path, name: str, secret: str = "any-secret") -> TargetRun:
-    """A deployment target; the secret goes into bbr's environment only."""
-    ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    spec = DeploymentSpec(
-        target="https://10.9.0.4:25555",
-        username="bbr_client",
-        ca_cert=str(ca),
-        deployment=name,
-        with_manifest=True,
-    )
-
-    def build(op: Operation, workdir: str, artifact: str | None) -> tuple[str, ...]:
-        path = workdir if op is Operation.BACKUP else artifact
-        return deployment_argv("bbr", spec, op, artifact_path=path)
-
-    return TargetRun(
-        target=name,
-        target_kind=TargetKind.DEPLOYMENT,
-        build_argv=build,
-        work_root=str(tmp_path / "work"),
-        env={"BOSH_CLIENT_SECRET": secret},
-    )
 
 
 def test_director_backup_leaves_a_valid_artifact_in_the_run_dir(

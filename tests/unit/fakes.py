@@ -18,7 +18,12 @@ from bbr_orchestrator.core.models import (
     RunState,
     RunUpdate,
 )
-from bbr_orchestrator.errors import RunConflict, RunNotFound, SshError, StorageUnavailable
+from bbr_orchestrator.errors import (
+    RunConflict,
+    RunNotFound,
+    StorageUnavailable,
+    TransferInterrupted,
+)
 from bbr_orchestrator.ports import CancelToken, LineSink
 
 
@@ -135,14 +140,14 @@ class ScriptedShell:
 
 
 class MemoryReadStream:
-    """A ReadStream over bytes that can fail (SshError) once it has delivered ``fail_at`` bytes."""
+    """A ReadStream over bytes that breaks (TransferInterrupted) after ``fail_at`` bytes."""
 
     def __init__(self, data: bytes, offset: int, fail_at: int | None, chunk: int) -> None:
         self._data, self._pos, self._fail_at, self._chunk = data, offset, fail_at, chunk
 
     def readinto(self, buffer: memoryview) -> int:
         if self._fail_at is not None and self._pos >= self._fail_at:
-            raise SshError("jumpbox.test", "connection reset by peer")
+            raise TransferInterrupted("jumpbox.test", "/f", self._pos, "connection reset by peer")
         end = min(len(self._data), self._pos + len(buffer), self._pos + self._chunk)
         if self._fail_at is not None:
             end = min(end, max(self._fail_at, self._pos))

@@ -9,8 +9,13 @@ import tarfile
 
 import pytest
 
-from bbr_orchestrator.actions.upload import StreamSettings, TruncatedFile, stream_file
-from bbr_orchestrator.errors import ArtifactCorrupt, SshError, StorageUnavailable
+from bbr_orchestrator.actions.upload import StreamSettings, stream_file
+from bbr_orchestrator.errors import (
+    ArtifactCorrupt,
+    StorageUnavailable,
+    TransferInterrupted,
+    TruncatedFile,
+)
 from tests.unit.fakes import MemoryFiles, MemoryStore
 
 MiB = 1024 * 1024
@@ -98,7 +103,7 @@ def test_too_many_drops_fail_and_abort() -> None:
     """A connection that keeps dropping gives up after the configured attempts and aborts."""
     drops = [MiB * i for i in range(1, 9)]
     files, store = MemoryFiles({"/w/a/bosh-0-fake-db.tar": TAR}, drops=drops), MemoryStore()
-    with pytest.raises(SshError):
+    with pytest.raises(TransferInterrupted):
         upload(files, store)
     assert store.open_uploads() == []
 
