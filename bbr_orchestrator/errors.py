@@ -283,3 +283,13 @@ class TruncatedFile(OrchestratorError):
         self.expected = expected
         self.got = got
         super().__init__(f"{path}: ended after {got} of {expected} bytes")
+
+
+class BackupIncomplete(OrchestratorError):
+    """A stored backup cannot be restored: its manifest (the commit marker) or an object the
+    manifest lists is missing from the store; ``key`` is the missing object's key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"incomplete backup: {reason} ({key})")

@@ -7,16 +7,16 @@ fails, the artifact stays in the run directory on the jumpbox, so nothing is los
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.run_log import RunLogWriter
+from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.actions.store_artifact import ArtifactSource, store_artifact
 from bbr_orchestrator.actions.upload import DEFAULT_STREAM, Progress, StreamSettings
 from bbr_orchestrator.core.layout import ManifestObject, manifest_json, manifest_key
 from bbr_orchestrator.core.models import Artifact, Run, TargetKind
-from bbr_orchestrator.ports import Catalog, Clock, FileTransfer, Jumpbox, ObjectStore
+from bbr_orchestrator.ports import Catalog, Clock, Jumpbox, ObjectStore
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,7 @@ def bbr_version(shell: Jumpbox, bbr: str, writer: RunLogWriter) -> str | None:
 
 def store_backup(
     catalog: Catalog,
-    shell: Jumpbox,
-    connect: Callable[[], FileTransfer],
+    session: Session[Jumpbox],
     clock: Clock,
     storage: Storage,
     run: Run,
@@ -68,8 +67,7 @@ def store_backup(
         started_at=run.started_at or run.created_at,
     )
     manifest = store_artifact(
-        shell,
-        connect,
+        session,
         storage.store,
         clock,
         source,
@@ -93,5 +91,5 @@ def store_backup(
         f"manifest written: {len(manifest.objects)} objects, {total} bytes, "
         f"{sum(o.member_checksums for o in manifest.objects)} tar members verified"
     )
-    workdirs.remove(shell, [workdir], writer, "the artifact is stored")
+    workdirs.remove(session.current, [workdir], writer, "the artifact is stored")
     return total

@@ -20,6 +20,7 @@ import structlog
 from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.backup_storage import Storage, bbr_version, store_backup
 from bbr_orchestrator.actions.run_log import RunLogWriter
+from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
     NewRun,
@@ -34,7 +35,7 @@ from bbr_orchestrator.core.models import (
 )
 from bbr_orchestrator.core.outcome import decode_exit
 from bbr_orchestrator.errors import OrchestratorError
-from bbr_orchestrator.ports import CancelToken, Catalog, Clock, LineSink, ShellFactory
+from bbr_orchestrator.ports import CancelToken, Catalog, Clock, Jumpbox, LineSink, ShellFactory
 
 log = structlog.get_logger(__name__)
 
@@ -145,16 +146,16 @@ def _execute(
 ) -> _Result:
     workdir = _workdir(spec, run.id)
     try:
-        shell = connect()
+        session = Session(connect(), connect)
     except OrchestratorError as exc:
         writer.event(f"cannot reach the jumpbox: {exc}")
         return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
     try:
+        shell = session.current
         workdirs.prepare(shell, workdir, spec.run_files, writer)
         argv = spec.build_argv(operation, workdir, artifact_path)
-        version = None
-        if storage is not None and operation is Operation.BACKUP:
-            version = bbr_version(shell, argv[0], writer)
+        storing = storage is not None and operation is Operation.BACKUP
+        version = bbr_version(shell, argv[0], writer) if storing else None
         writer.event(f"running {shlex.join(argv)} in {workdir} on {shell.host}")
         code = shell.run(
             argv,
@@ -177,46 +178,53 @@ def _execute(
                 shell, _stale_failed_workdirs(catalog, spec), writer, "older failed backups"
             )
         summary = None if outcome.succeeded else writer.stderr_summary(_SUMMARY_CHARS)
+        state = RunState.SUCCEEDED if outcome.succeeded else RunState.FAILED
         if cancelled:
-            state, summary = (
-                RunState.CANCELLED,
-                "cancelled by request" + (f"\n{summary}" if summary else ""),
+            state = RunState.CANCELLED
+            summary = "cancelled by request" + (f"\n{summary}" if summary else "")
+        result = _Result(
+            state,
+            RunUpdate(exit_code=code, outcome=outcome.name, error_summary=summary),
+            needs_cleanup=outcome.needs_cleanup or cancelled,
+        )
+        if storing and storage is not None and outcome.backup_artifact_complete and not cancelled:
+            result = _store(
+                catalog, session, clock, storage, run, spec, workdir, version, writer, result
             )
-        else:
-            state = RunState.SUCCEEDED if outcome.succeeded else RunState.FAILED
-        update = RunUpdate(exit_code=code, outcome=outcome.name, error_summary=summary)
-        needs_cleanup = outcome.needs_cleanup or cancelled
-        store_now = storage is not None and operation is Operation.BACKUP and not cancelled
-        if store_now and storage is not None and outcome.backup_artifact_complete:
-            try:
-                stored = store_backup(
-                    catalog,
-                    shell,
-                    connect,
-                    clock,
-                    storage,
-                    run,
-                    spec.target_kind,
-                    workdir,
-                    version,
-                    writer,
-                )
-            except OrchestratorError as exc:
-                writer.event(f"storing the artifact failed; it stays in {workdir}: {exc}")
-                reason = (
-                    f"storing the artifact failed (it stays in {workdir} on {shell.host}): {exc}"
-                )
-                failed = replace(
-                    update, outcome="upload-failed", error_summary=reason[:_SUMMARY_CHARS]
-                )
-                return _Result(RunState.FAILED, failed, needs_cleanup)
-            update = replace(update, bytes_total=stored)
-        return _Result(state, update, needs_cleanup)
+        return result
     except OrchestratorError as exc:
         writer.event(f"run failed: {exc}")
         return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
     finally:
-        shell.close()
+        session.current.close()
+
+
+def _store(
+    catalog: Catalog,
+    session: Session[Jumpbox],
+    clock: Clock,
+    storage: Storage,
+    run: Run,
+    spec: TargetRun,
+    workdir: str,
+    version: str | None,
+    writer: RunLogWriter,
+    result: _Result,
+) -> _Result:
+    """Stream the artifact to the object store; on failure the run fails and the artifact stays."""
+    try:
+        stored = store_backup(
+            catalog, session, clock, storage, run, spec.target_kind, workdir, version, writer
+        )
+    except OrchestratorError as exc:
+        where = f"{workdir} on {session.current.host}"
+        writer.event(f"storing the artifact failed; it stays in {where}: {exc}")
+        reason = f"storing the artifact failed (it stays in {where}): {exc}"
+        failed = replace(
+            result.update, outcome="upload-failed", error_summary=reason[:_SUMMARY_CHARS]
+        )
+        return _Result(RunState.FAILED, failed, result.needs_cleanup)
+    return replace(result, update=replace(result.update, bytes_total=stored))
 
 
 def _workdir(spec: TargetRun, run_id: str) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import yaml
 
+from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.actions.upload import DEFAULT_STREAM, Progress, StreamSettings, stream_file
 from bbr_orchestrator.core.bbr_metadata import (
     BbrMetadata,
@@ -77,8 +79,7 @@ def read_metadata(files: FileTransfer, path: str) -> BbrMetadata:
 
 
 def store_artifact(
-    files: FileTransfer,
-    connect: Callable[[], FileTransfer],
+    session: Session[Any],
     store: ObjectStore,
     clock: Clock,
     source: ArtifactSource,
@@ -88,12 +89,12 @@ def store_artifact(
     on_object: Callable[[ManifestObject], None] | None = None,
 ) -> Manifest:
     """Upload the artifact in ``source.workdir``; returns the manifest (already stored)."""
-    artifact_dir = find_artifact_dir(files, source.workdir)
+    artifact_dir = find_artifact_dir(session.current, source.workdir)
     directory = f"{source.workdir}/{artifact_dir}"
-    listing = dict(files.list_files(directory))
+    listing = dict(session.current.list_files(directory))
     if METADATA not in listing:
         raise ArtifactCorrupt(directory, None, "bbr's metadata file is missing")
-    metadata = read_metadata(files, f"{directory}/{METADATA}")
+    metadata = read_metadata(session.current, f"{directory}/{METADATA}")
     expected = expected_tar_checksums(metadata)
     missing = sorted(set(expected) - set(listing))
     if missing:
@@ -103,8 +104,7 @@ def store_artifact(
         if name.endswith(".tar") and name not in expected:
             raise ArtifactCorrupt(f"{directory}/{name}", None, "a tar that metadata does not list")
         stored = stream_file(
-            files,
-            connect,
+            session,
             store,
             path=f"{directory}/{name}",
             name=name,
@@ -115,7 +115,7 @@ def store_artifact(
             progress=progress,
         )
         if name not in expected:
-            remote = files.sha256(f"{directory}/{name}")
+            remote = session.current.sha256(f"{directory}/{name}")
             if remote != stored.sha256:
                 raise ArtifactCorrupt(
                     f"{directory}/{name}",

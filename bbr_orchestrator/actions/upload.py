@@ -19,14 +19,16 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
+from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.core.bbr_metadata import verify_members
 from bbr_orchestrator.core.layout import ManifestObject, part_size
 from bbr_orchestrator.core.tar_stream import TarHasher
 from bbr_orchestrator.errors import OrchestratorError, TransferInterrupted, TruncatedFile
-from bbr_orchestrator.ports import FileTransfer, MultipartUpload, ObjectStore, ReadStream
+from bbr_orchestrator.ports import MultipartUpload, ObjectStore, ReadStream
 
 log = structlog.get_logger(__name__)
 
@@ -51,20 +53,13 @@ DEFAULT_STREAM = StreamSettings()
 class _ResumingReader:
     """Reads a remote file from an offset; on an SSH failure reconnects and resumes there."""
 
-    def __init__(
-        self,
-        connect: Callable[[], FileTransfer],
-        files: FileTransfer,
-        path: str,
-        settings: StreamSettings,
-    ) -> None:
-        self._connect = connect
-        self._files = files
+    def __init__(self, session: Session[Any], path: str, settings: StreamSettings) -> None:
+        self._session = session
         self._path = path
         self._settings = settings
         self._offset = 0
         self._failures = 0
-        self._stream: ReadStream = files.open_read(path, 0)
+        self._stream: ReadStream = session.current.open_read(path, 0)
 
     def fill(self, buffer: memoryview, want: int) -> int:
         """Fill ``buffer[:want]`` completely, unless the file ends first."""
@@ -94,8 +89,7 @@ class _ResumingReader:
         )
         time.sleep(self._settings.retry_backoff * self._failures)
         self._close_quietly()
-        self._files = self._connect()
-        self._stream = self._files.open_read(self._path, self._offset)
+        self._stream = self._session.reconnect().open_read(self._path, self._offset)
 
     def _close_quietly(self) -> None:
         with contextlib.suppress(OrchestratorError):
@@ -106,8 +100,7 @@ class _ResumingReader:
 
 
 def stream_file(
-    files: FileTransfer,
-    connect: Callable[[], FileTransfer],
+    session: Session[Any],
     store: ObjectStore,
     *,
     path: str,
@@ -126,7 +119,7 @@ def stream_file(
     part = part_size(size, minimum=settings.min_part_size)
     digest = hashlib.sha256()
     tar = TarHasher(name) if tar_checksums is not None else None
-    reader = _ResumingReader(connect, files, path, settings)
+    reader = _ResumingReader(session, path, settings)
     try:
         if size < settings.min_part_size:
             data = _read_small(reader, path, size)

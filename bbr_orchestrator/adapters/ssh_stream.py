@@ -9,6 +9,7 @@ per stream is bounded by the window: what paramiko buffers plus one received blo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
@@ -99,6 +100,12 @@ def tuned_transport(
 _SSH_ERRORS = (paramiko.SSHException, OSError, EOFError)
 
 
+def _close(channel: paramiko.Channel) -> None:
+    """Close a channel; on a dead transport paramiko raises EOFError here, which changes nothing."""
+    with contextlib.suppress(*_SSH_ERRORS):
+        channel.close()
+
+
 def _start(conn: Connected, argv: list[str], timeout: float) -> paramiko.Channel:
     """An exec channel with the large window and packets, running ``argv`` (shell-quoted)."""
     transport = conn.transport
@@ -171,7 +178,7 @@ class RemoteReader:
     def close(self) -> None:
         """Close the channel (an unfinished remote reader gets EPIPE and stops)."""
         self._pending = _EMPTY
-        self._channel.close()
+        _close(self._channel)
 
     def _recv(self, *, eof_ok: bool = False) -> bytes:
         try:
@@ -179,7 +186,7 @@ class RemoteReader:
         except TimeoutError:
             self._fail(self._interrupted(f"no data for {self._idle:.0f}s"))
         except _SSH_ERRORS as exc:
-            self._fail(self._interrupted(str(exc) or type(exc).__name__))
+            self._fail(self._interrupted(f"connection lost: {exc or type(exc).__name__}"))
         if not data and not eof_ok:
             total = str(self.size) if self.size >= 0 else "?"
             self._fail(self._ended(f"ended after {self.position} of {total} bytes"))
@@ -195,7 +202,7 @@ class RemoteReader:
         if status != 0:
             self._fail(self._ended("reader failed after the last byte"))
         self._finished = True
-        self._channel.close()
+        _close(self._channel)
 
     def _ended(self, what: str) -> SshError:
         """Why the stream ended early: a lost connection, a killed reader or a file error."""
@@ -263,12 +270,12 @@ class RemoteWriter:
             self._fail(f"exit status {status}")
         if int(out) != self.written:
             self._fail(f"holds {int(out)} bytes, {self.written} were sent", interrupted=False)
-        self._channel.close()
+        _close(self._channel)
 
     def abort(self) -> None:
         """Stop without finishing (the partial file is left for the workdir cleanup)."""
         self._closed = True
-        self._channel.close()
+        _close(self._channel)
 
     def _fail(self, reason: str, *, interrupted: bool | None = None) -> NoReturn:
         self._closed = True
@@ -279,7 +286,7 @@ class RemoteWriter:
             errors = _stderr(self._channel)
             interrupted = status < 0 and not errors
             reason = errors or reason
-        self._channel.close()
+        _close(self._channel)
         if interrupted:
             raise TransferInterrupted(self.host, self.path, None, reason)
         raise RemoteFileError(self.host, self.path, reason)
@@ -311,7 +318,7 @@ def _run(conn: Connected, path: str, argv: list[str], timeout: float = 120.0) ->
     except _SSH_ERRORS as exc:
         raise SshError(conn.host, f"`{argv[0]}` on {path}: {exc or type(exc).__name__}") from exc
     finally:
-        channel.close()
+        _close(channel)
     if status != 0:
         raise RemoteFileError(conn.host, path, errors or f"`{argv[0]}` exit status {status}")
     return bytes(out)

@@ -16,7 +16,7 @@ from bbr_orchestrator.adapters.s3 import S3ObjectStore
 from bbr_orchestrator.adapters.s3.retry import RetryPolicy
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import RunState
-from bbr_orchestrator.ports import ShellFactory
+from bbr_orchestrator.ports import MultipartUpload, ShellFactory
 from bbr_orchestrator.sandbox import bbrsim
 from bbr_orchestrator.sandbox.s3server import (
     BucketFactory,
@@ -25,6 +25,7 @@ from bbr_orchestrator.sandbox.s3server import (
     stop_s3_server,
 )
 from tests.integration.bbr_targets import OPERATOR, director
+from tests.integration.remote_procs import kill_session
 
 MiB = 1024 * 1024
 SMALL_PARTS = StreamSettings(parts_in_flight=2, min_part_size=5 * MiB, retry_backoff=0.1)
@@ -190,3 +191,92 @@ def test_s3_server_stopped_mid_upload_fails_the_run_and_keeps_the_artifact(
     assert run.error_summary and "stays in" in run.error_summary
     (artifact,) = (tmp_path / "work" / run.id).glob(f"{host}_*")
     assert (artifact / "bosh-0-fake-db.tar").stat().st_size > 40 * MiB
+
+
+class CountingStore:
+    """Our ObjectStore port around the real S3 store, counting the parts sent."""
+
+    def __init__(self, inner: S3ObjectStore) -> None:
+        self.inner = inner
+        self.parts: list[tuple[str, int]] = []
+
+    def start_upload(self, key: str) -> MultipartUpload:
+        upload = self.inner.start_upload(key)
+        parts = self.parts
+
+        class Counted:
+            def __init__(self) -> None:
+                self.key = upload.key
+
+            def upload_part(self, number: int, data: memoryview | bytes) -> None:
+                parts.append((key, number))
+                upload.upload_part(number, data)
+
+            def complete(self) -> None:
+                upload.complete()
+
+            def abort(self) -> None:
+                upload.abort()
+
+        return Counted()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_ssh_drop_mid_file_resumes_without_resending_parts(
+    catalog: SqlCatalog,
+    shell: ShellFactory,
+    tmp_path: Path,
+    bbr_state: Path,
+    seaweedfs: S3Server,
+    bucket: BucketFactory,
+) -> None:
+    """The SSH session serving a tar is killed mid-file; the upload reconnects, resumes at the
+    byte offset, sends every part exactly once, and the stored tar is byte-exact."""
+    name, host = bucket(seaweedfs), "10.8.0.4"
+    bbrsim.set_faults(
+        bbr_state,
+        {
+            "target": host,
+            "commands": ["backup"],
+            "once": True,
+            "large_artifacts": {"fake-db": 30 * MiB},
+        },
+    )
+    killed = threading.Event()
+    seen = 0
+
+    def progress(n: int) -> None:
+        nonlocal seen
+        seen += n
+        # Early: the 16 MiB SSH window must still hold the remote reader back when we kill it.
+        if seen >= 5 * MiB and not killed.is_set():
+            (tar,) = (tmp_path / "work").glob(f"*/{host}_*/bosh-0-fake-db.tar")
+            kill_session(tar)
+            killed.set()
+
+    counting = CountingStore(S3ObjectStore(seaweedfs.client(), name, "bbr"))
+    run = run_operation(
+        catalog,
+        shell,
+        SystemClock(),
+        director(tmp_path, host),
+        Operation.BACKUP,
+        OPERATOR,
+        storage=Storage(
+            store=counting,
+            prefix="bbr",
+            orchestrator_version="test",
+            settings=SMALL_PARTS,
+            progress=progress,
+        ),
+    )
+    assert killed.is_set()
+    assert run.state is RunState.SUCCEEDED, run.error_summary
+    tar_parts = [n for key, n in counting.parts if key.endswith("bosh-0-fake-db.tar")]
+    assert sorted(tar_parts) == list(range(1, len(tar_parts) + 1)), "each part sent once"
+    stored = objects(seaweedfs, name)
+    (key,) = [k for k in stored if k.endswith("bosh-0-fake-db.tar")]
+    recorded = {a.object_key: a.sha256 for a in catalog.list_artifacts(run.id)}
+    assert hashlib.sha256(stored[key]).hexdigest() == recorded[key]

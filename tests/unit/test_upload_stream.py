@@ -9,6 +9,7 @@ import tarfile
 
 import pytest
 
+from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.actions.upload import StreamSettings, stream_file
 from bbr_orchestrator.errors import (
     ArtifactCorrupt,
@@ -48,8 +49,7 @@ def upload(
 ):
     data = files.files["/w/a/" + data_name]
     return stream_file(
-        files,
-        lambda: files,
+        Session(files, lambda: files),
         store,
         path="/w/a/" + data_name,
         name=data_name,
