@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from bbr_orchestrator.actions import workdirs
+from bbr_orchestrator.actions.progress import ProgressDisplay, TransferProgress
 from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.actions.store_artifact import ArtifactSource, store_artifact
@@ -28,6 +29,9 @@ class Storage:
     orchestrator_version: str
     settings: StreamSettings = DEFAULT_STREAM
     progress: Progress | None = None
+    """Called with every batch of bytes read (tests use it to act mid-transfer)."""
+    display: ProgressDisplay | None = None
+    """A progress bar for a person at a terminal."""
 
 
 def bbr_version(shell: Jumpbox, bbr: str, writer: RunLogWriter) -> str | None:
@@ -66,14 +70,22 @@ def store_backup(
         orchestrator_version=storage.orchestrator_version,
         started_at=run.started_at or run.created_at,
     )
+    events = TransferProgress(writer.logger, storage.display)
+
+    def progress(n: int) -> None:
+        events(n)
+        if storage.progress is not None:
+            storage.progress(n)
+
     manifest = store_artifact(
         session,
         storage.store,
         clock,
         source,
         settings=storage.settings,
-        progress=storage.progress,
+        progress=progress,
         on_object=recorded,
+        on_total=events.start,
     )
     marker = manifest_json(manifest)
     marker_key = manifest_key(storage.prefix, run.target, manifest.artifact_dir)

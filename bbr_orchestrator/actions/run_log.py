@@ -40,6 +40,11 @@ class RunLogWriter:
         self._stderr: deque[str] = deque(maxlen=_STDERR_KEPT)
         self.lines_written = 0
 
+    @property
+    def logger(self) -> Any:
+        """The run's bound structured logger."""
+        return self._log
+
     def line(self, stream: LogStream, text: str) -> None:
         """A line of bbr's stdout or stderr."""
         self._log.debug("bbr_output", stream=stream.value, line=text)

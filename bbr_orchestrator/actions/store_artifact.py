@@ -87,6 +87,7 @@ def store_artifact(
     settings: StreamSettings = DEFAULT_STREAM,
     progress: Progress | None = None,
     on_object: Callable[[ManifestObject], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Manifest:
     """Upload the artifact in ``source.workdir``; returns the manifest (already stored)."""
     artifact_dir = find_artifact_dir(session.current, source.workdir)
@@ -99,6 +100,8 @@ def store_artifact(
     missing = sorted(set(expected) - set(listing))
     if missing:
         raise ArtifactCorrupt(directory, missing[0], "listed in metadata but not in the artifact")
+    if on_total is not None:
+        on_total(sum(listing.values()))
     objects: list[ManifestObject] = []
     for name in sorted(listing):
         if name.endswith(".tar") and name not in expected:

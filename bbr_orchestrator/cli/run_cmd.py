@@ -7,9 +7,10 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -56,9 +57,23 @@ def cancel_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+class _Bar:
+    """The rich progress bar as a ``ProgressDisplay``."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+        self._task = bar.add_task("upload", total=None)
+
+    def start(self, total_bytes: int) -> None:
+        self._bar.update(self._task, total=total_bytes, completed=0)
+
+    def advance(self, n: int) -> None:
+        self._bar.advance(self._task, n)
+
+
 @contextmanager
-def upload_progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar (bytes, rate, ETA) fed with bytes read, when on a terminal."""
+def upload_progress(enabled: bool) -> Iterator[_Bar | None]:
+    """A progress bar with bytes, rate and ETA while an artifact uploads, on a terminal."""
     if not enabled:
         yield None
         return
@@ -72,8 +87,7 @@ def upload_progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
 
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("upload", total=None)
-        yield lambda n: bar.advance(task, n)
+        yield _Bar(bar)
 
 
 def _echo_line(stream: LogStream, text: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from bbr_orchestrator.actions.backup_storage import Storage
 from bbr_orchestrator.actions.bbr_operation import TargetRun
-from bbr_orchestrator.actions.upload import Progress
+from bbr_orchestrator.actions.progress import ProgressDisplay
 from bbr_orchestrator.adapters import catalog as sql_catalog
 from bbr_orchestrator.adapters.s3 import S3ObjectStore
 from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
@@ -41,7 +41,7 @@ def open_catalog(config: Config, *, require_head: bool = True) -> sql_catalog.Sq
     return sql_catalog.open_catalog(catalog_url(config), require_head=require_head)
 
 
-def storage(config: Config, progress: Progress | None = None) -> Storage:
+def storage(config: Config, display: ProgressDisplay | None = None) -> Storage:
     """The object store backups stream to, as the bbr actions take it."""
     from bbr_orchestrator import __version__
 
@@ -49,7 +49,7 @@ def storage(config: Config, progress: Progress | None = None) -> Storage:
         store=S3ObjectStore.from_config(config.object_store),
         prefix=config.object_store.prefix,
         orchestrator_version=__version__,
-        progress=progress,
+        display=display,
     )
 
 
