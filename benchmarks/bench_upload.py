@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
-import inspect
 import json
 import os
 import shlex
@@ -389,7 +389,7 @@ def mode_b(b: Bench, rep: str) -> Measured:
     return run_measured(cmds, b.store.env())
 
 
-def mode_ours(b: Bench, rep: str, parts_in_flight: int, part_mib: int) -> Measured:
+def _ours(b: Bench, rep: str, *, parts_in_flight: int, part_mib: int) -> Measured:
     job = {
         "box": b.box,
         "endpoint_url": b.store.endpoint_url,
@@ -453,18 +453,13 @@ def helper_ours(job: dict[str, Any]) -> None:
         orchestrator_version="bench",
         started_at=clock.now(),
     )
-    files = connect()
-    try:
-        if next(iter(inspect.signature(store_artifact).parameters)) == "session":
-            from bbr_orchestrator.actions.session import Session
+    from bbr_orchestrator.actions.session import Session
 
-            session = Session(files, connect)
-            manifest = store_artifact(session, store, clock, source, settings=settings)
-            files = session.current
-        else:  # the earlier signature: (files, connect, store, clock, source)
-            manifest = store_artifact(files, connect, store, clock, source, settings=settings)
+    session = Session(connect(), connect)
+    try:
+        manifest = store_artifact(session, store, clock, source, settings=settings)
     finally:
-        files.close()
+        session.current.close()
     members = sum(o.member_checksums for o in manifest.objects)
     print(f"ours: {len(manifest.objects)} objects, {members} members verified", file=sys.stderr)
 
@@ -590,7 +585,7 @@ def main() -> None:
             for count, size in parse_ours(args.ours):
                 name = f"ours {count}x{size}MiB"
                 ours_names.append(name)
-                modes[name] = lambda b, r, c=count, s=size: mode_ours(b, r, c, s)
+                modes[name] = functools.partial(_ours, parts_in_flight=count, part_mib=size)
 
         print(
             f"artifact: {len(listing)} files, {bench.total / GiB:.2f} GiB "
