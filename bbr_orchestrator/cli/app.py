@@ -75,12 +75,13 @@ def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
 
 
 def _register() -> None:
-    from bbr_orchestrator.cli import config_cmd, db_cmd, run_cmd, runs_cmd
+    from bbr_orchestrator.cli import config_cmd, db_cmd, plans_cmd, run_cmd, runs_cmd
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(db_cmd.db_group)
     cli.add_command(runs_cmd.runs_group)
     cli.add_command(run_cmd.run)
+    cli.add_command(plans_cmd.plans)
 
 
 _register()

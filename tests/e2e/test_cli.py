@@ -42,6 +42,8 @@ def test_every_command_has_help() -> None:
         ["runs", "list"],
         ["runs", "show"],
         ["runs", "logs"],
+        ["run"],
+        ["plans"],
     ):
         result = cli(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)

@@ -1,0 +1,52 @@
+"""Plan schedules: next fire times in each plan's own time zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bbr_orchestrator.config.schema import PlanConfig
+from bbr_orchestrator.service.schedule import plan_schedules
+
+
+def plan(schedule: str, timezone: str, *, paused: bool = False) -> PlanConfig:
+    return PlanConfig(
+        name="nightly",
+        targets=["bosh-director"],
+        schedule=schedule,
+        timezone=timezone,
+        paused=paused,
+    )
+
+
+def test_next_fire_is_in_the_plans_zone() -> None:
+    """02:00 Europe/Berlin in winter is 01:00 UTC."""
+    (item,) = plan_schedules(
+        [plan("0 2 * * *", "Europe/Berlin")], datetime(2026, 11, 27, 12, tzinfo=UTC)
+    )
+    assert item.next_fire is not None
+    assert item.next_fire.astimezone(UTC) == datetime(2026, 11, 28, 1, tzinfo=UTC)
+
+
+def test_summer_time_shifts_the_utc_time() -> None:
+    """The same plan fires at 00:00 UTC once Berlin is on summer time."""
+    (item,) = plan_schedules(
+        [plan("0 2 * * *", "Europe/Berlin")], datetime(2027, 6, 1, 12, tzinfo=UTC)
+    )
+    assert item.next_fire is not None
+    assert item.next_fire.astimezone(UTC) == datetime(2027, 6, 2, 0, tzinfo=UTC)
+
+
+def test_paused_plan_has_no_next_fire() -> None:
+    """A paused plan stays listed, with no next fire time."""
+    (item,) = plan_schedules(
+        [plan("0 2 * * *", "UTC", paused=True)], datetime(2026, 11, 27, tzinfo=UTC)
+    )
+    assert item.paused and item.next_fire is None
+
+
+def test_naive_now_is_refused() -> None:
+    """Time is always timezone-aware here."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        plan_schedules([plan("0 2 * * *", "UTC")], datetime(2026, 11, 27))
