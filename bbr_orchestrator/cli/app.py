@@ -18,12 +18,14 @@ DEFAULT_CONFIG = Path("/etc/bbr-orchestrator/config.yml")
 EXIT_CODES = """\b
 Exit codes:
   0  success
-  1  the operation failed (a bbr run, an upload, a check)
+  1  the operation failed (a bbr run, an upload)
   2  bad usage or invalid config (every problem is listed)
   3  the catalog cannot be used (unreachable, or not migrated: run `db upgrade`)
   4  no such run
   5  a run was not in the expected state (another process changed it)
   6  a sandbox process failed to start
+  7  the object store refused or failed a request
+`check` exits like a monitoring plugin instead: 0 OK, 1 WARNING, 2 CRITICAL.
 """
 
 
@@ -75,13 +77,14 @@ def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
 
 
 def _register() -> None:
-    from bbr_orchestrator.cli import config_cmd, db_cmd, plans_cmd, run_cmd, runs_cmd
+    from bbr_orchestrator.cli import check_cmd, config_cmd, db_cmd, plans_cmd, run_cmd, runs_cmd
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(db_cmd.db_group)
     cli.add_command(runs_cmd.runs_group)
     cli.add_command(run_cmd.run)
     cli.add_command(plans_cmd.plans)
+    cli.add_command(check_cmd.check)
 
 
 _register()

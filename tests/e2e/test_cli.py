@@ -44,6 +44,7 @@ def test_every_command_has_help() -> None:
         ["runs", "logs"],
         ["run"],
         ["plans"],
+        ["check"],
     ):
         result = cli(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
