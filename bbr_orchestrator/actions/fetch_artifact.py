@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import structlog
-import yaml
 
+from bbr_orchestrator.actions.store_artifact import load_metadata
 from bbr_orchestrator.actions.upload import Progress
 from bbr_orchestrator.core.bbr_metadata import (
     expected_tar_checksums,
-    parse_metadata,
     verify_members,
 )
 from bbr_orchestrator.core.layout import MANIFEST_NAME, Manifest, ManifestObject, parse_manifest
@@ -182,11 +181,7 @@ def _tar_checksums(
     raw: bytes, source: str, manifest_key: str, objects: Mapping[str, ManifestObject]
 ) -> dict[str, dict[str, str]]:
     """bbr's per-tar member checksums; every tar it lists is stored and vice versa."""
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ArtifactCorrupt(source, None, f"metadata is not valid YAML: {exc}") from exc
-    expected = expected_tar_checksums(parse_metadata(data, source))
+    expected = expected_tar_checksums(load_metadata(raw, source))
     missing = sorted(set(expected) - set(objects))
     if missing:
         raise ArtifactCorrupt(manifest_key, missing[0], "listed in metadata but not stored")

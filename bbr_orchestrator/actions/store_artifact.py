@@ -71,11 +71,16 @@ def read_metadata(files: FileTransfer, path: str) -> BbrMetadata:
                 raise ArtifactCorrupt(path, None, "metadata is larger than 64 MiB")
     finally:
         stream.close()
+    return load_metadata(bytes(text), path)
+
+
+def load_metadata(raw: bytes, source: str) -> BbrMetadata:
+    """Parse the bytes of bbr's ``metadata`` file; bad YAML or shape is ``ArtifactCorrupt``."""
     try:
-        data = yaml.safe_load(bytes(text))
+        data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ArtifactCorrupt(path, None, f"metadata is not valid YAML: {exc}") from exc
-    return parse_metadata(data, path)
+        raise ArtifactCorrupt(source, None, f"metadata is not valid YAML: {exc}") from exc
+    return parse_metadata(data, source)
 
 
 def store_artifact(

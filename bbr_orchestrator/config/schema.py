@@ -9,10 +9,18 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, field_validator, model_validator
+from pydantic import Discriminator, Field, field_validator, model_validator
 
+from bbr_orchestrator.config.base import Model as _Model
+from bbr_orchestrator.config.object_store import (
+    AddressingStyle,
+    CredentialsConfig,
+    ObjectStoreConfig,
+    RequestChecksums,
+    ServerSideEncryption,
+)
 from bbr_orchestrator.config.types import (
     CronSchedule,
     Duration,
@@ -24,26 +32,6 @@ from bbr_orchestrator.config.types import (
     SecretRef,
     TimeZoneName,
 )
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_sections_take_defaults(cls, data: Any) -> Any:
-        """A section left empty in YAML (``catalog:`` with only comments) means "all defaults"."""
-        if isinstance(data, dict):
-            return {
-                key: value
-                for key, value in data.items()
-                if not (
-                    value is None
-                    and key in cls.model_fields
-                    and cls.model_fields[key].default_factory is not None
-                )
-            }
-        return data
 
 
 class CatalogConfig(_Model):
@@ -78,117 +66,6 @@ class CatalogConfig(_Model):
         if scheme.split("+")[0] not in {"sqlite", "postgresql", "postgres", "mysql", "mariadb"}:
             raise ValueError(f"unsupported database {scheme!r}: use sqlite, postgresql or mysql")
         return value
-
-
-class AddressingStyle(StrEnum):
-    AUTO = "auto"
-    PATH = "path"
-    VIRTUAL = "virtual"
-
-
-class ServerSideEncryption(StrEnum):
-    NONE = "none"
-    S3 = "AES256"
-    KMS = "aws:kms"
-
-
-class RequestChecksums(StrEnum):
-    WHEN_SUPPORTED = "when_supported"
-    WHEN_REQUIRED = "when_required"
-
-
-class CredentialsConfig(_Model):
-    """How to authenticate to the object store."""
-
-    source: Literal["default", "profile", "secrets"] = Field(
-        default="default",
-        description=(
-            "default: the standard AWS chain (env vars, shared files, instance role); "
-            "profile: a named profile from a credentials file; secrets: the two secrets below."
-        ),
-    )
-    profile: str | None = Field(default=None, description="Profile name (source: profile).")
-    credentials_file: Path | None = Field(
-        default=None, description="Shared credentials file for the profile (source: profile)."
-    )
-    access_key_id: SecretRef | None = Field(
-        default=None,
-        description="Access key id (source: secrets).",
-        examples=[{"credential": "s3_access_key_id"}],
-    )
-    secret_access_key: SecretRef | None = Field(
-        default=None,
-        description="Secret access key (source: secrets).",
-        examples=[{"credential": "s3_secret_access_key"}],
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> CredentialsConfig:
-        if self.source == "profile" and not self.profile:
-            raise ValueError("source 'profile' needs a profile name")
-        if self.source == "secrets" and (
-            self.access_key_id is None or self.secret_access_key is None
-        ):
-            raise ValueError("source 'secrets' needs access_key_id and secret_access_key")
-        return self
-
-
-class ObjectStoreConfig(_Model):
-    """The S3-compatible bucket the artifacts go to."""
-
-    endpoint_url: str | None = Field(
-        default=None,
-        description="Endpoint of an S3-compatible store (MinIO, Ceph, ECS). Empty: AWS S3.",
-        examples=["https://s3.example.internal:9000"],
-    )
-    bucket: str = Field(description="Bucket name.", examples=["foundation-backups"])
-    prefix: str = Field(default="bbr", description="Key prefix under which all objects go.")
-    region: str = Field(default="us-east-1", description="Region name for request signing.")
-    addressing_style: AddressingStyle = Field(
-        default=AddressingStyle.AUTO,
-        description="auto, path (most S3-compatible stores) or virtual.",
-    )
-    credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)
-    server_side_encryption: ServerSideEncryption = Field(
-        default=ServerSideEncryption.NONE, description="none, AES256 (SSE-S3) or aws:kms (SSE-KMS)."
-    )
-    sse_kms_key_id: str | None = Field(
-        default=None, description="KMS key id or ARN (server_side_encryption: aws:kms)."
-    )
-    request_checksums: RequestChecksums = Field(
-        default=RequestChecksums.WHEN_SUPPORTED,
-        description=(
-            "when_supported (SDK default) or when_required: turn off the newer default request "
-            "checksums that some S3-compatible stores reject."
-        ),
-    )
-    verify_tls: bool = Field(default=True, description="Verify the endpoint's TLS certificate.")
-    ca_bundle: Path | None = Field(default=None, description="CA bundle for the endpoint.")
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket_name(cls, value: str) -> str:
-        if not (3 <= len(value) <= 63) or not all(c.isalnum() or c in ".-" for c in value):
-            raise ValueError("a bucket name has 3-63 letters, digits, '.' or '-'")
-        return value
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return value.strip("/")
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-    @model_validator(mode="after")
-    def _kms(self) -> ObjectStoreConfig:
-        if self.sse_kms_key_id and self.server_side_encryption is not ServerSideEncryption.KMS:
-            raise ValueError("sse_kms_key_id is set but server_side_encryption is not aws:kms")
-        return self
 
 
 class JumpboxConfig(_Model):
@@ -435,3 +312,24 @@ class Config(_Model):
         if self.catalog.url:
             return self.catalog.url
         return f"sqlite:///{self.state_dir / 'catalog.sqlite3'}"
+
+
+__all__ = [
+    "AddressingStyle",
+    "CatalogConfig",
+    "Config",
+    "CredentialsConfig",
+    "DeploymentTarget",
+    "DirectorTarget",
+    "DrillConfig",
+    "JumpboxConfig",
+    "LogFormat",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ObjectStoreConfig",
+    "PlanConfig",
+    "RequestChecksums",
+    "RetentionConfig",
+    "ServerSideEncryption",
+    "Target",
+]
