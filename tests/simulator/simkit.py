@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import tarfile
 from collections.abc import Mapping
@@ -81,7 +82,17 @@ class Sim:
         args = self.deployment_args(sub, *sub_args, deployment=deployment)
         return self.run(*args, cwd=cwd, env={"BOSH_CLIENT_SECRET": SECRET})
 
-    def popen(self, args: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    def popen(
+        self,
+        args: list[str],
+        env: Mapping[str, str] | None = None,
+        blocked: frozenset[int] = frozenset(),
+    ) -> subprocess.Popen[str]:
+        """Start bbr; ``blocked`` signals arrive blocked in its mask (as some CI runners do)."""
+
+        def block() -> None:
+            signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+
         return subprocess.Popen(
             [str(self.bbr), *args],
             cwd=self.work,
@@ -90,6 +101,7 @@ class Sim:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=block if blocked else None,
         )
 
     def faults(self, **fields: Any) -> None:

@@ -13,10 +13,12 @@ from bbr_orchestrator.sandbox.bbrsim import invocations, is_busy, running
 from .simkit import HOST, Sim
 
 
-def _start_slow_backup(sim: Sim, seconds: float) -> subprocess.Popen[str]:
+def _start_slow_backup(
+    sim: Sim, seconds: float, blocked: frozenset[int] = frozenset()
+) -> subprocess.Popen[str]:
     """Start a backup whose backup scripts take ``seconds`` and wait until they are running."""
     sim.faults(backup_delay_seconds=seconds)
-    process = sim.popen(sim.director_args("backup"))
+    process = sim.popen(sim.director_args("backup"), blocked=blocked)
     assert process.stdout is not None
     for line in process.stdout:
         if "Backing up fake-blobstore on bosh/0..." in line:
@@ -39,6 +41,15 @@ def test_sigterm_stops_at_once_leaving_marker_and_partial_artifact(sim: Sim, sig
     assert running(sim.state) == []
     record = invocations(sim.state)[-1]
     assert (record["exit_code"], record["signal"]) == (None, signal.Signals(signum).name)
+
+
+def test_signals_blocked_by_the_parent_still_reach_bbr(sim: Sim) -> None:
+    """A SIGHUP/SIGTERM mask inherited from the parent does not make bbr deaf to them."""
+    blocked = frozenset({signal.SIGHUP, signal.SIGTERM})
+    process = _start_slow_backup(sim, 30, blocked=blocked)
+    process.send_signal(signal.SIGHUP)
+    process.communicate(timeout=10)
+    assert process.returncode == -signal.SIGHUP
 
 
 def test_sigint_asks_and_keeps_running_without_an_answer(sim: Sim) -> None:

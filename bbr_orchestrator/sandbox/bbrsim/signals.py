@@ -45,6 +45,9 @@ def die_on(record: Record, *signums: int) -> None:
 
     for signum in signums:
         signal.signal(signum, handler)
+    # A parent may hand us a blocked signal mask (nohup-style wrappers, some CI runners); the
+    # Go runtime of the real bbr still receives these signals, so unblock them here too.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
 
 
 def trap_sigint(record: Record, backup: bool) -> None:
@@ -71,3 +74,4 @@ def trap_sigint(record: Record, backup: bool) -> None:
             threading.Thread(target=ask, name="sigint-question", daemon=True).start()
 
     signal.signal(signal.SIGINT, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
