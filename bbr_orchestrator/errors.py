@@ -96,6 +96,44 @@ class RunConflict(OrchestratorError):
         )
 
 
+class TargetBusy(RunConflict):
+    """Another run holds the target (the catalog allows one running run per target)."""
+
+    def __init__(self, run_id: str, target: str, holder: str | None) -> None:
+        self.target = target
+        self.holder = holder
+        OrchestratorError.__init__(
+            self, f"run {run_id}: target {target} is busy with run {holder or '(unknown)'}"
+        )
+        self.run_id = run_id
+        self.expected = ()
+        self.actual = None
+
+
+class FiringTaken(OrchestratorError):
+    """This plan firing already has a restore point (another daemon, or this one, claimed it)."""
+
+    exit_code = 5
+
+    def __init__(self, plan: str, scheduled_for: str, holder: str | None) -> None:
+        self.plan = plan
+        self.scheduled_for = scheduled_for
+        self.holder = holder
+        super().__init__(
+            f"plan {plan} firing {scheduled_for}: already claimed by restore point {holder}"
+        )
+
+
+class RestorePointNotFound(OrchestratorError):
+    """No restore point with this id is in the catalog."""
+
+    exit_code = 4
+
+    def __init__(self, restore_point_id: str) -> None:
+        self.restore_point_id = restore_point_id
+        super().__init__(f"restore point {restore_point_id}: no such restore point")
+
+
 class ArtifactConflict(OrchestratorError):
     """An artifact with this object key is already recorded for the run."""
 

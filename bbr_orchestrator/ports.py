@@ -11,7 +11,11 @@ from bbr_orchestrator.core.models import (
     Artifact,
     LogLine,
     LogStream,
+    NewRestorePoint,
     NewRun,
+    RestorePoint,
+    RestorePointState,
+    RestorePointUpdate,
     Run,
     RunFilter,
     RunState,
@@ -33,6 +37,11 @@ class CancelToken(Protocol):
     """Set when the operator or the daemon asks a run to stop (``threading.Event`` fits)."""
 
     def is_set(self) -> bool: ...
+
+
+PID_FILE = ".bbr-orchestrator.pid"
+"""A command run with a ``cwd`` records its pid in this file there (to be sent SIGTERM later,
+by this process or, after a crash, by the recovery of another)."""
 
 
 class RemoteShell(Protocol):
@@ -164,7 +173,10 @@ class Catalog(Protocol):
     """The run catalog: the record of every run, its artifacts and its log."""
 
     def create_run(self, run: NewRun) -> Run:
-        """Insert a new run; raises ``RunConflict`` if the id exists."""
+        """Insert a new run; raises ``RunConflict`` if the id exists.
+
+        A run created ``RUNNING`` holds its target: ``TargetBusy`` (naming the holder) when
+        another running run already holds it. ``QUEUED`` runs hold nothing."""
         ...
 
     def get_run(self, run_id: str) -> Run:
@@ -181,12 +193,76 @@ class Catalog(Protocol):
         expected: Sequence[RunState],
         new_state: RunState,
         update: RunUpdate | None = None,
+        successor: NewRun | None = None,
     ) -> Run:
-        """Compare-and-set the state; raises ``RunConflict`` when the run is not in ``expected``."""
+        """Compare-and-set the state; raises ``RunConflict`` when the run is not in ``expected``.
+
+        Moving to ``RUNNING`` claims the target (``TargetBusy`` when another running run holds
+        it; the run then stays as it was); moving to a final state releases it. With
+        ``successor``, that new run is inserted in the same transaction, so a finished (or
+        interrupted) run can hand its target straight to its cleanup run."""
         ...
 
     def heartbeat(self, run_id: str, at: datetime) -> None:
         """Record that the owner of an active run is alive."""
+        ...
+
+    def heartbeat_owner(self, daemon_instance: str, at: datetime) -> int:
+        """Set ``heartbeat_at`` of every active run and restore point of this owner; returns
+        how many rows were touched."""
+        ...
+
+    def stale_runs(self, heartbeat_before: datetime) -> list[Run]:
+        """Active runs whose heartbeat (or, without one, creation) is older than the bound."""
+        ...
+
+    def interrupt_run(
+        self,
+        run_id: str,
+        heartbeat_before: datetime,
+        update: RunUpdate,
+        successor: NewRun | None = None,
+    ) -> Run | None:
+        """Mark an active run ``INTERRUPTED`` only if its heartbeat is still older than the
+        bound (so two reapers, or a run that came back to life, cannot both win); inserts
+        ``successor`` in the same transaction. ``None`` when the run was not stale any more."""
+        ...
+
+    # -- restore points (plan firings) ----------------------------------------------------
+
+    def create_restore_point(self, point: NewRestorePoint) -> RestorePoint:
+        """Claim a plan firing; raises ``FiringTaken`` when ``(plan, scheduled_for)`` has one."""
+        ...
+
+    def get_restore_point(self, restore_point_id: str) -> RestorePoint:
+        """One restore point by id; raises ``RestorePointNotFound``."""
+        ...
+
+    def list_restore_points(
+        self,
+        plan: str | None = None,
+        states: Iterable[RestorePointState] | None = None,
+        limit: int = 50,
+    ) -> list[RestorePoint]:
+        """Restore points, newest (by ``created_at``, then id) first."""
+        ...
+
+    def transition_restore_point(
+        self,
+        restore_point_id: str,
+        expected: Sequence[RestorePointState],
+        new_state: RestorePointState,
+        update: RestorePointUpdate | None = None,
+    ) -> RestorePoint:
+        """Compare-and-set the state; ``RunConflict`` (with the id) when not in ``expected``."""
+        ...
+
+    def stale_restore_points(self, heartbeat_before: datetime) -> list[RestorePoint]:
+        """Active restore points whose heartbeat (or creation) is older than the bound."""
+        ...
+
+    def last_scheduled_for(self, plan: str) -> datetime | None:
+        """The latest ``scheduled_for`` recorded for the plan (missed firings included)."""
         ...
 
     def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:

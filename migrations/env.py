@@ -13,6 +13,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
+from bbr_orchestrator.adapters.catalog.migrate import check_foreign_keys, sqlite_foreign_keys_off
 from bbr_orchestrator.adapters.catalog.schema import Database
 from bbr_orchestrator.adapters.catalog.tables import metadata
 
@@ -56,8 +57,11 @@ def _run_online() -> None:
         return
     db = Database(_url())
     try:
-        with db.connect() as conn:
+        # As `bbr-orchestrator db upgrade` does: SQLite's table rebuilds with foreign keys off,
+        # and every reference checked before the commit.
+        with db.connect() as conn, sqlite_foreign_keys_off(conn):
             _configure_and_run(conn)
+            check_foreign_keys(db, conn)
             conn.commit()
     finally:
         db.dispose()

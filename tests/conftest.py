@@ -18,13 +18,14 @@ from bbr_orchestrator.sandbox.sshd import Jumpbox, running_sshd
 
 @pytest.fixture(scope="session")
 def jumpbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jumpbox]:
-    """sshd on 127.0.0.1 whose sessions find the bbr simulator first on PATH."""
-    from bbr_orchestrator.sandbox import bbrsim  # lazy: only tests that need bbr pay for it
+    """sshd on 127.0.0.1 whose sessions find the bbr and om simulators first on PATH."""
+    from bbr_orchestrator.sandbox import bbrsim, omsim  # lazy: only tests that need bbr pay
 
     base = tmp_path_factory.mktemp("jumpbox")
-    bin_dir, state_dir = base / "bin", base / "bbr-state"
+    bin_dir, state_dir, om_state = base / "bin", base / "bbr-state", base / "om-state"
     bbrsim.install(bin_dir, state_dir)
-    env = {"BBR_SIM_STATE": str(state_dir)}
+    omsim.install(bin_dir, om_state)
+    env = {"BBR_SIM_STATE": str(state_dir), omsim.STATE_ENV: str(om_state)}
     with running_sshd(base / "sshd", bin_dir=bin_dir, env=env) as box:
         yield box
 

@@ -1,4 +1,5 @@
-"""After a backup: store its artifact in the object store, record the objects, free the jumpbox.
+"""After a backup (or an installation export): store its artifact in the object store, record
+the objects, free the jumpbox.
 
 The run moves to succeeded only after the manifest exists (it is written last). When storing
 fails, the artifact stays in the run directory on the jumpbox, so nothing is lost.
@@ -7,15 +8,21 @@ fails, the artifact stays in the run directory on the jumpbox, so nothing is los
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.progress import ProgressDisplay, TransferProgress
 from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.actions.session import Session
-from bbr_orchestrator.actions.store_artifact import ArtifactSource, store_artifact
+from bbr_orchestrator.actions.store_artifact import (
+    ArtifactSource,
+    StoredFiles,
+    store_artifact,
+    upload_files,
+)
 from bbr_orchestrator.actions.upload import DEFAULT_STREAM, Progress, StreamSettings
-from bbr_orchestrator.core.layout import ManifestObject, manifest_json, manifest_key
+from bbr_orchestrator.core.layout import Manifest, ManifestObject, manifest_json, manifest_key
 from bbr_orchestrator.core.models import Artifact, Run, TargetKind
 from bbr_orchestrator.ports import Catalog, Clock, Jumpbox, ObjectStore
 
@@ -55,12 +62,67 @@ def store_backup(
     version: str | None,
     writer: RunLogWriter,
 ) -> int:
-    """Upload, verify and record the artifact in ``workdir``; returns the bytes stored."""
+    """Upload, verify and record the bbr artifact in ``workdir``; returns the bytes stored."""
+    source = _source(storage, run, target_kind, workdir, version)
 
-    def recorded(stored: ManifestObject) -> None:
-        writer.event(f"stored {stored.key} ({stored.size} bytes, sha256 {stored.sha256})")
+    def upload(hooks: _Hooks) -> Manifest:
+        return store_artifact(
+            session,
+            storage.store,
+            clock,
+            source,
+            settings=storage.settings,
+            progress=hooks.progress,
+            on_object=hooks.on_object,
+            on_total=hooks.on_total,
+        )
 
-    source = ArtifactSource(
+    return _store_and_record(catalog, session, storage, run, workdir, writer, upload)
+
+
+def store_files(
+    catalog: Catalog,
+    session: Session[Jumpbox],
+    clock: Clock,
+    storage: Storage,
+    run: Run,
+    target_kind: TargetKind,
+    workdir: str,
+    artifact: StoredFiles,
+    writer: RunLogWriter,
+) -> int:
+    """Upload, verify (SHA-256 on the jumpbox) and record files that are not a bbr artifact
+    (an Ops Manager installation export); the manifest goes last, ``workdir`` is removed once
+    everything is stored. Returns the bytes stored."""
+    source = _source(storage, run, target_kind, workdir, None)
+
+    def upload(hooks: _Hooks) -> Manifest:
+        return upload_files(
+            session,
+            storage.store,
+            clock,
+            source,
+            artifact,
+            settings=storage.settings,
+            progress=hooks.progress,
+            on_object=hooks.on_object,
+            on_total=hooks.on_total,
+        )
+
+    return _store_and_record(catalog, session, storage, run, workdir, writer, upload)
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    progress: Progress
+    on_object: Callable[[ManifestObject], None]
+    on_total: Callable[[int], None]
+
+
+def _source(
+    storage: Storage, run: Run, target_kind: TargetKind, workdir: str, version: str | None
+) -> ArtifactSource:
+    return ArtifactSource(
         run_id=run.id,
         target=run.target,
         target_kind=target_kind,
@@ -70,6 +132,23 @@ def store_backup(
         orchestrator_version=storage.orchestrator_version,
         started_at=run.started_at or run.created_at,
     )
+
+
+def _store_and_record(
+    catalog: Catalog,
+    session: Session[Jumpbox],
+    storage: Storage,
+    run: Run,
+    workdir: str,
+    writer: RunLogWriter,
+    upload: Callable[[_Hooks], Manifest],
+) -> int:
+    """Run ``upload`` with progress reporting, record its objects and manifest in the catalog,
+    and remove ``workdir`` from the jumpbox."""
+
+    def recorded(stored: ManifestObject) -> None:
+        writer.event(f"stored {stored.key} ({stored.size} bytes, sha256 {stored.sha256})")
+
     events = TransferProgress(writer.logger, storage.display)
 
     def progress(n: int) -> None:
@@ -77,16 +156,7 @@ def store_backup(
         if storage.progress is not None:
             storage.progress(n)
 
-    manifest = store_artifact(
-        session,
-        storage.store,
-        clock,
-        source,
-        settings=storage.settings,
-        progress=progress,
-        on_object=recorded,
-        on_total=events.start,
-    )
+    manifest = upload(_Hooks(progress, recorded, events.start))
     marker = manifest_json(manifest)
     marker_key = manifest_key(storage.prefix, run.target, manifest.artifact_dir)
     catalog.add_artifacts(

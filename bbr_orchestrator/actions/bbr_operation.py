@@ -10,7 +10,6 @@ matching cleanup runs and is recorded as its own run.
 
 from __future__ import annotations
 
-import secrets
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,19 +18,23 @@ import structlog
 
 from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.backup_storage import Storage, bbr_version, store_backup
+from bbr_orchestrator.actions.run_claim import (
+    Requester,
+    RunRequest,
+    claim_now,
+    new_run,
+    start_run,
+)
 from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
-    NewRun,
     Run,
     RunFilter,
     RunKind,
     RunState,
     RunUpdate,
     TargetKind,
-    Trigger,
-    new_run_id,
 )
 from bbr_orchestrator.core.outcome import decode_exit
 from bbr_orchestrator.errors import OrchestratorError
@@ -69,15 +72,6 @@ class TargetRun:
 
 
 @dataclass(frozen=True)
-class Requester:
-    """Who asked for the run."""
-
-    trigger: Trigger
-    who: str
-    daemon_instance: str | None = None
-
-
-@dataclass(frozen=True)
 class _Result:
     state: RunState
     update: RunUpdate
@@ -96,13 +90,26 @@ def run_operation(
     cancel: CancelToken | None = None,
     observer: LineSink | None = None,
     storage: Storage | None = None,
+    queued: Run | None = None,
+    running: Run | None = None,
 ) -> Run:
     """Run ``operation`` and return the finished run record. A bbr failure, a broken or
     unreachable jumpbox and a cancellation all end as a recorded run, not an exception.
 
+    The run is created and started here, or, with ``queued``, that queued run is started
+    (``running``: a run already started and holding the target, such as a handed-over
+    cleanup). ``TargetBusy`` is raised (and nothing else happens) when another run holds the
+    target.
     With ``storage``, a backup whose artifact bbr calls complete is streamed to the object
-    store before the run ends; the run succeeds only once its manifest is stored."""
-    run = _claim(catalog, clock, spec, operation, requester)
+    store before the run ends; the run succeeds only once its manifest is stored. After a
+    failed or cancelled backup/restore, its cleanup run takes the target over atomically."""
+    if running is not None:
+        run = running
+    elif queued is None:
+        request = RunRequest(RunKind(operation.value), spec.target, spec.target_kind, spec.plan)
+        run = claim_now(catalog, clock, request, requester)
+    else:
+        run = start_run(catalog, clock, queued)
     bound = log.bind(run_id=run.id, target=spec.target, operation=operation.value)
     writer = RunLogWriter(catalog, clock, run.id, bound, observer)
     try:
@@ -111,8 +118,26 @@ def run_operation(
         )
     finally:
         writer.flush()
+    cleanup = None
+    if operation in CLEANUP_AFTER and result.needs_cleanup:
+        after = Requester(
+            requester.trigger, f"auto-cleanup after {run.id}", requester.daemon_instance
+        )
+        cleanup_request = RunRequest(
+            RunKind(CLEANUP_AFTER[operation].value),
+            spec.target,
+            spec.target_kind,
+            spec.plan,
+            run.restore_point_id,
+            run.step,
+        )
+        cleanup = replace(new_run(clock, cleanup_request, after), state=RunState.RUNNING)
     finished = catalog.transition(
-        run.id, [RunState.RUNNING], result.state, replace(result.update, finished_at=clock.now())
+        run.id,
+        [RunState.RUNNING],
+        result.state,
+        replace(result.update, finished_at=clock.now()),
+        successor=cleanup,
     )
     bound.info(
         "run_finished",
@@ -122,12 +147,16 @@ def run_operation(
         duration_seconds=finished.duration_seconds,
         error=finished.error_summary,
     )
-    if operation in CLEANUP_AFTER and result.needs_cleanup:
-        after = Requester(
-            requester.trigger, f"auto-cleanup after {run.id}", requester.daemon_instance
-        )
+    if cleanup is not None:
         run_operation(
-            catalog, connect, clock, spec, CLEANUP_AFTER[operation], after, observer=observer
+            catalog,
+            connect,
+            clock,
+            spec,
+            CLEANUP_AFTER[operation],
+            requester,
+            observer=observer,
+            running=catalog.get_run(cleanup.id),
         )
     return finished
 
@@ -248,29 +277,3 @@ def _stale_failed_workdirs(catalog: Catalog, spec: TargetRun) -> list[str]:
 
 def _error(exc: OrchestratorError) -> RunUpdate:
     return RunUpdate(outcome="error", error_summary=str(exc)[:_SUMMARY_CHARS])
-
-
-def _claim(
-    catalog: Catalog, clock: Clock, spec: TargetRun, operation: Operation, requester: Requester
-) -> Run:
-    now = clock.now()
-    run = catalog.create_run(
-        NewRun(
-            id=new_run_id(now, secrets.token_hex(4)),
-            kind=RunKind(operation.value),
-            target=spec.target,
-            target_kind=spec.target_kind,
-            trigger=requester.trigger,
-            triggered_by=requester.who,
-            created_at=now,
-            plan=spec.plan,
-            daemon_instance=requester.daemon_instance,
-        )
-    )
-    started = clock.now()
-    return catalog.transition(
-        run.id,
-        [RunState.QUEUED],
-        RunState.RUNNING,
-        RunUpdate(started_at=started, heartbeat_at=started),
-    )

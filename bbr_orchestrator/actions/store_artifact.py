@@ -1,14 +1,16 @@
-"""Store a finished bbr artifact: every file streamed and verified, the manifest written last.
+"""Store a finished artifact: every file streamed and verified, the manifest written last.
 
 bbr's ``metadata`` is read first (it is small): its per-member checksums are what every tar
 is verified against while it streams. Files bbr's metadata does not cover (``metadata``
 itself, ``manifest.yml``) are compared with a SHA-256 taken on the jumpbox. Only when every
 object is stored does ``manifest.json`` go up: a backup without its manifest is incomplete.
+:func:`upload_files` is that generic part, for artifacts that are not bbr's (an Ops Manager
+installation export).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +21,7 @@ from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.actions.upload import DEFAULT_STREAM, Progress, StreamSettings, stream_file
 from bbr_orchestrator.core.bbr_metadata import (
     BbrMetadata,
+    MetadataSummary,
     expected_tar_checksums,
     parse_metadata,
     summarise,
@@ -94,7 +97,7 @@ def store_artifact(
     on_object: Callable[[ManifestObject], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> Manifest:
-    """Upload the artifact in ``source.workdir``; returns the manifest (already stored)."""
+    """Upload the bbr artifact in ``source.workdir``; returns the manifest (already stored)."""
     artifact_dir = find_artifact_dir(session.current, source.workdir)
     directory = f"{source.workdir}/{artifact_dir}"
     listing = dict(session.current.list_files(directory))
@@ -105,28 +108,76 @@ def store_artifact(
     missing = sorted(set(expected) - set(listing))
     if missing:
         raise ArtifactCorrupt(directory, missing[0], "listed in metadata but not in the artifact")
-    if on_total is not None:
-        on_total(sum(listing.values()))
-    objects: list[ManifestObject] = []
     for name in sorted(listing):
         if name.endswith(".tar") and name not in expected:
             raise ArtifactCorrupt(f"{directory}/{name}", None, "a tar that metadata does not list")
+    return upload_files(
+        session,
+        store,
+        clock,
+        source,
+        StoredFiles(artifact_dir, directory, tuple(sorted(listing.items())), summarise(metadata)),
+        tar_checksums=expected,
+        settings=settings,
+        progress=progress,
+        on_object=on_object,
+        on_total=on_total,
+    )
+
+
+@dataclass(frozen=True)
+class StoredFiles:
+    """The files of one artifact to store: ``{prefix}/{target}/{artifact_dir}/{name}`` each,
+    read from ``directory`` on the jumpbox; ``summary`` goes into the manifest."""
+
+    artifact_dir: str
+    directory: str
+    files: tuple[tuple[str, int], ...]
+    """``(name, size)`` in upload order."""
+    summary: MetadataSummary
+
+
+def upload_files(
+    session: Session[Any],
+    store: ObjectStore,
+    clock: Clock,
+    source: ArtifactSource,
+    artifact: StoredFiles,
+    *,
+    tar_checksums: Mapping[str, Mapping[str, str]] | None = None,
+    settings: StreamSettings = DEFAULT_STREAM,
+    progress: Progress | None = None,
+    on_object: Callable[[ManifestObject], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> Manifest:
+    """Stream every file to the object store, then write ``manifest.json`` (last).
+
+    A file with member checksums in ``tar_checksums`` is verified member by member while it
+    streams; any other file is compared with a SHA-256 taken on the jumpbox after it streamed,
+    so a file that changed or was cut short while being read fails (``ArtifactCorrupt``).
+    """
+    checksums = tar_checksums or {}
+    if on_total is not None:
+        on_total(sum(size for _, size in artifact.files))
+    objects: list[ManifestObject] = []
+    for name, size in artifact.files:
+        path = f"{artifact.directory}/{name}"
         stored = stream_file(
             session,
             store,
-            path=f"{directory}/{name}",
+            path=path,
             name=name,
-            size=listing[name],
-            key=object_key(source.prefix, source.target, artifact_dir, name),
-            tar_checksums=expected.get(name),
+            size=size,
+            key=object_key(source.prefix, source.target, artifact.artifact_dir, name),
+            tar_checksums=checksums.get(name),
             settings=settings,
             progress=progress,
         )
-        if name not in expected:
-            remote = session.current.sha256(f"{directory}/{name}")
+        if name not in checksums:
+            remote = session.current.sha256(path)
             if remote != stored.sha256:
                 raise ArtifactCorrupt(
-                    f"{directory}/{name}",
+                    path,
                     None,
                     f"SHA-256 on the jumpbox {remote} differs from the bytes read {stored.sha256}",
                 )
@@ -138,12 +189,13 @@ def store_artifact(
         target=source.target,
         target_kind=source.target_kind,
         bbr_version=source.bbr_version,
-        artifact_dir=artifact_dir,
+        artifact_dir=artifact.artifact_dir,
         objects=tuple(objects),
-        metadata=summarise(metadata),
+        metadata=artifact.summary,
         started_at=source.started_at,
         finished_at=clock.now(),
         orchestrator_version=source.orchestrator_version,
     )
-    store.put(manifest_key(source.prefix, source.target, artifact_dir), manifest_json(manifest))
+    key = manifest_key(source.prefix, source.target, artifact.artifact_dir)
+    store.put(key, manifest_json(manifest))
     return manifest

@@ -19,7 +19,7 @@ import paramiko
 from bbr_orchestrator.adapters import ssh_stream
 from bbr_orchestrator.core.models import LogStream
 from bbr_orchestrator.errors import HostKeyError, RemoteTimeout, SshError
-from bbr_orchestrator.ports import CancelToken, LineSink
+from bbr_orchestrator.ports import PID_FILE, CancelToken, LineSink
 
 MAX_LINE = 64 * 1024
 _CHUNK = 32 * 1024
@@ -69,10 +69,6 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
             raise HostKeyError(
                 self._settings.address, seen, f"host key does not match the pinned {pinned}"
             )
-
-
-PID_FILE = ".bbr-orchestrator.pid"
-"""Written in the working directory of a cancellable command: the pid to send SIGTERM to."""
 
 
 def write_script(

@@ -77,7 +77,15 @@ def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
 
 
 def _register() -> None:
-    from bbr_orchestrator.cli import check_cmd, config_cmd, db_cmd, plans_cmd, run_cmd, runs_cmd
+    from bbr_orchestrator.cli import (
+        check_cmd,
+        config_cmd,
+        daemon_cmd,
+        db_cmd,
+        plans_cmd,
+        run_cmd,
+        runs_cmd,
+    )
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(db_cmd.db_group)
@@ -85,6 +93,9 @@ def _register() -> None:
     cli.add_command(run_cmd.run)
     cli.add_command(plans_cmd.plans)
     cli.add_command(check_cmd.check)
+    cli.add_command(daemon_cmd.daemon)
+    cli.add_command(daemon_cmd.queue)
+    cli.add_command(daemon_cmd.points)
 
 
 _register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
@@ -11,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bbr_orchestrator.core.models import Artifact, Run
+from bbr_orchestrator.core.models import Artifact, RestorePoint, Run
 
 _STATE_STYLE = {
     "succeeded": "green",
@@ -133,3 +134,51 @@ def print_run(console: Console, run: Run, artifacts: list[Artifact]) -> None:
             )
         console.print(table)
     console.print(f"log: bbr-orchestrator runs logs {run.id}", highlight=False)
+
+
+def points_table(
+    points: Sequence[RestorePoint],
+    steps: Mapping[str, Sequence[Run]],
+    loose: Sequence[Run],
+) -> Table:
+    """Restore points with their steps indented under them; then runs outside any point."""
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "PLAN / STEP", "STATE", "SCHEDULED FOR", "STARTED", "FINISHED", "NOTE"):
+        table.add_column(column, no_wrap=column != "NOTE")
+    for point in points:
+        style = _POINT_STYLE.get(point.state.value, "")
+        table.add_row(
+            point.id,
+            point.plan,
+            f"[{style}]{point.state.value}[/]" if style else point.state.value,
+            _when(point.scheduled_for),
+            _when(point.started_at),
+            _when(point.finished_at),
+            point.summary or "",
+        )
+        for run in sorted(steps.get(point.id, ()), key=lambda r: (r.step or 0, r.created_at)):
+            table.add_row(*_step_row(run, f"  {run.step or '-'}. {run.kind.value} {run.target}"))
+    for run in loose:
+        table.add_row(*_step_row(run, f"{run.kind.value} {run.target}"))
+    return table
+
+
+def _step_row(run: Run, label: str) -> tuple[str, ...]:
+    style = _STATE_STYLE.get(run.state.value, "")
+    state = f"[{style}]{run.state.value}[/]" if style else run.state.value
+    note = run.outcome or ""
+    if run.error_summary:
+        note += f": {run.error_summary.strip().splitlines()[0][:120]}"
+    return (f"  {run.id}", label, state, "", _when(run.started_at), _when(run.finished_at), note)
+
+
+_POINT_STYLE = {
+    "complete": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "interrupted": "red",
+    "missed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "cyan",
+}

@@ -110,7 +110,9 @@ def run(ctx: Context, operation: str, target: str, live: bool | None) -> None:
     The run is recorded in the catalog with bbr's output. A failed or cancelled backup is
     followed by backup-cleanup; Ctrl-C cancels cleanly. Exits 0 when bbr succeeded, 1 otherwise.
     """
-    from bbr_orchestrator.actions.bbr_operation import Requester, run_operation
+    from bbr_orchestrator.actions.bbr_operation import run_operation
+    from bbr_orchestrator.actions.heartbeat import Heartbeat, owner_id
+    from bbr_orchestrator.actions.run_claim import Requester
     from bbr_orchestrator.adapters.clock import SystemClock
     from bbr_orchestrator.service.wiring import (
         jumpbox_connector,
@@ -126,18 +128,22 @@ def run(ctx: Context, operation: str, target: str, live: bool | None) -> None:
         raise ConfigError(str(ctx.config_path), [problem])
     spec = target_run(config, target)
     show = sys.stderr.isatty() if live is None else live
+    clock = SystemClock()
+    owner = owner_id("cli")
+    beat_every = config.daemon.heartbeat_interval.total_seconds()
     with (
         open_catalog(config) as catalog,
+        Heartbeat(catalog, clock, owner, beat_every),
         cancel_on_signals() as cancel,
         upload_progress(sys.stderr.isatty()) as progress,
     ):
         finished = run_operation(
             catalog,
             jumpbox_connector(config, target),
-            SystemClock(),
+            clock,
             spec,
             Operation(operation),
-            Requester(Trigger.OPERATOR, operator()),
+            Requester(Trigger.OPERATOR, operator(), owner),
             cancel=cancel,
             observer=_echo_line if show else None,
             storage=storage(config, progress) if operation == Operation.BACKUP else None,

@@ -61,6 +61,16 @@ EXAMPLE: dict[str, Any] = {
             "host": "10.1.0.6",
             "private_key_path": "/home/ubuntu/sandbox_bbr_ssh_key.pem",
         },
+        {
+            "kind": "opsman",
+            "name": "opsman",
+            "jumpbox": "jumpbox-1",
+            "url": "https://opsman.example.internal",
+            "username": "admin",
+            "password": {"credential": "opsman_password"},
+            "decryption_passphrase": {"credential": "opsman_decryption_passphrase"},
+            "ca_cert_path": "/home/ubuntu/opsman_ca.pem",
+        },
     ],
     "plans": [
         {

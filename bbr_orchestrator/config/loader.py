@@ -12,7 +12,7 @@ from bbr_orchestrator.config.references import check_references
 from bbr_orchestrator.config.schema import Config
 from bbr_orchestrator.errors import ConfigError, ConfigProblem
 
-_UNION_TAGS = frozenset({"director", "deployment"})
+_UNION_TAGS = frozenset({"director", "deployment", "opsman"})
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:
@@ -37,9 +37,9 @@ def _message(error: Any) -> str:
     if kind == "extra_forbidden":
         return "is not a known setting (check the spelling)"
     if kind == "union_tag_invalid":
-        return "kind must be 'director' or 'deployment'"
+        return "kind must be 'director', 'deployment' or 'opsman'"
     if kind == "union_tag_not_found":
-        return "needs a kind: 'director' or 'deployment'"
+        return "needs a kind: 'director', 'deployment' or 'opsman'"
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             return msg[len(prefix) :]

@@ -66,6 +66,7 @@ def check_references(data: dict[str, Any]) -> list[ConfigProblem]:
                 problems.append(
                     ConfigProblem(f"plans[{i}].targets[{j}]", _unknown("target", name, targets))
                 )
+        problems.extend(_opsman_first(f"plans[{i}].targets", listed, targets))
         drills = plan.get("drills")
         for k, drill in enumerate(drills if isinstance(drills, list) else []):
             if not isinstance(drill, dict):
@@ -80,6 +81,13 @@ def _check_drill(
     source, target = drill.get("source"), drill.get("target")
     if isinstance(source, str) and source not in plan_targets:
         yield ConfigProblem(f"{path}.source", f"{source!r} is not one of this plan's targets")
+    for key, name in (("source", source), ("target", target)):
+        if isinstance(name, str) and targets.get(name, {}).get("kind") == "opsman":
+            yield ConfigProblem(
+                f"{path}.{key}",
+                f"{name!r} is an Ops Manager: drills restore bbr backups, not an "
+                "installation export",
+            )
     if isinstance(target, str):
         if target not in targets:
             yield ConfigProblem(f"{path}.target", _unknown("target", target, targets))
@@ -92,3 +100,23 @@ def _check_drill(
                     f"a {source_kind} backup cannot be restored into "
                     f"{target_kind} target {target!r}",
                 )
+
+
+def _opsman_first(
+    path: str, plan_targets: list[Any], targets: dict[str, dict[str, Any]]
+) -> Iterator[ConfigProblem]:
+    """The Ops Manager export is the first step of a restore point (the official backup order:
+    installation export, then director, then deployments)."""
+    for j, name in enumerate(plan_targets):
+        is_opsman = isinstance(name, str) and targets.get(name, {}).get("kind") == "opsman"
+        if is_opsman and any(
+            isinstance(earlier, str)
+            and earlier in targets
+            and targets[earlier].get("kind") != "opsman"
+            for earlier in plan_targets[:j]
+        ):
+            yield ConfigProblem(
+                f"{path}[{j}]",
+                f"Ops Manager target {name!r} must come before the director and deployments "
+                "(export the installation first)",
+            )

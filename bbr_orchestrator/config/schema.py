@@ -21,6 +21,7 @@ from bbr_orchestrator.config.object_store import (
     RequestChecksums,
     ServerSideEncryption,
 )
+from bbr_orchestrator.config.opsman import OpsmanTarget
 from bbr_orchestrator.config.types import (
     CronSchedule,
     Duration,
@@ -31,6 +32,11 @@ from bbr_orchestrator.config.types import (
     Port,
     SecretRef,
     TimeZoneName,
+)
+
+_CRON = (
+    "Cron schedule: minute hour day month weekday (weekday 0 or 7 = Sunday), "
+    "or 6 fields with a leading second."
 )
 
 
@@ -116,6 +122,11 @@ class JumpboxConfig(_Model):
     keepalive_interval: Duration = Field(
         default=timedelta(seconds=30), description="SSH keepalive interval on long sessions."
     )
+    max_parallel: int = Field(
+        default=2,
+        ge=1,
+        description="Most runs the daemon drives on this jumpbox at once (disk and bandwidth).",
+    )
 
     @model_validator(mode="after")
     def _host_key(self) -> JumpboxConfig:
@@ -130,7 +141,7 @@ class JumpboxConfig(_Model):
 class DirectorTarget(_Model):
     """A BOSH director, backed up with `bbr director`."""
 
-    kind: Literal["director"] = Field(description="director or deployment.")
+    kind: Literal["director"] = Field(description="director, deployment or opsman.")
     name: Name = Field(description="Name of the target.", examples=["bosh-director"])
     jumpbox: Name = Field(description="Name of the jumpbox that runs bbr.", examples=["jumpbox-1"])
     host: HostPort = Field(description="Director address, host[:port].", examples=["10.0.0.6"])
@@ -159,7 +170,7 @@ class DirectorTarget(_Model):
 class DeploymentTarget(_Model):
     """One BOSH deployment (or all of them), backed up with `bbr deployment`."""
 
-    kind: Literal["deployment"] = Field(description="director or deployment.")
+    kind: Literal["deployment"] = Field(description="director, deployment or opsman.")
     name: Name = Field(description="Name of the target.", examples=["cf"])
     jumpbox: Name = Field(description="Name of the jumpbox that runs bbr.", examples=["jumpbox-1"])
     bosh_target: str = Field(
@@ -189,7 +200,7 @@ class DeploymentTarget(_Model):
         return self
 
 
-Target = Annotated[DirectorTarget | DeploymentTarget, Discriminator("kind")]
+Target = Annotated[DirectorTarget | DeploymentTarget | OpsmanTarget, Discriminator("kind")]
 
 
 class RetentionConfig(_Model):
@@ -218,7 +229,7 @@ class DrillConfig(_Model):
     source: Name = Field(
         description="Which of the plan's targets to restore.", examples=["bosh-director"]
     )
-    schedule: CronSchedule = Field(description="Cron schedule (5 fields).", examples=["0 6 * * 6"])
+    schedule: CronSchedule = Field(description=_CRON, examples=["0 6 * * 6"])
     timezone: TimeZoneName = Field(description="Time zone of the schedule.", examples=["UTC"])
     smoke_command: list[str] | None = Field(
         default=None,
@@ -248,7 +259,7 @@ class PlanConfig(_Model):
         description="Targets backed up together, in this order.",
         examples=[["bosh-director", "cf"]],
     )
-    schedule: CronSchedule = Field(description="Cron schedule (5 fields).", examples=["0 2 * * *"])
+    schedule: CronSchedule = Field(description=_CRON, examples=["0 2 * * *"])
     timezone: TimeZoneName = Field(description="Time zone of the schedule.", examples=["UTC"])
     paused: bool = Field(default=False, description="Keep the plan but do not fire it.")
     pre_backup_check: bool = Field(default=True, description="Run pre-backup-check first.")
@@ -280,10 +291,57 @@ class LoggingConfig(_Model):
 class MetricsConfig(_Model):
     """The Prometheus endpoint."""
 
+    enabled: bool = Field(default=True, description="Serve /metrics while the daemon runs.")
     listen_address: str = Field(
         default="127.0.0.1", description="Address to listen on (loopback unless you need more)."
     )
     port: Port = Field(default=9613, description="Port of the /metrics endpoint.")
+
+
+class DaemonConfig(_Model):
+    """How the daemon schedules, shares out and guards its work."""
+
+    max_parallel: int = Field(
+        default=4, ge=1, description="Most runs at once across all jumpboxes (more wait queued)."
+    )
+    misfire_grace: Duration = Field(
+        default=timedelta(hours=1),
+        description=(
+            "A firing missed (daemon down, machine asleep) by less than this runs once on "
+            "start; older missed firings are recorded as missed."
+        ),
+    )
+    heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=15),
+        description="How often the daemon marks its active runs alive in the catalog.",
+    )
+    stale_after: Duration = Field(
+        default=timedelta(minutes=2),
+        description=(
+            "A run with no heartbeat for this long belongs to a dead daemon: it is marked "
+            "interrupted and cleaned up (backup-cleanup, open uploads aborted, work dir removed)."
+        ),
+    )
+    shutdown_grace: Duration = Field(
+        default=timedelta(minutes=30),
+        description=(
+            "On SIGTERM, how long a running bbr command may go on before it is cancelled "
+            "(SIGTERM to bbr, then its cleanup). Keep systemd's TimeoutStopSec above this."
+        ),
+    )
+    preflight_checks: bool = Field(
+        default=True,
+        description="Run the `check` records (jumpbox, bbr, bucket) before each scheduled plan.",
+    )
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeats(self) -> DaemonConfig:
+        if self.stale_after < 3 * self.heartbeat_interval:
+            raise ValueError(
+                "stale_after must be at least 3 heartbeat_intervals, or live runs of a busy "
+                "daemon would be reaped as dead"
+            )
+        return self
 
 
 class Config(_Model):
@@ -296,15 +354,18 @@ class Config(_Model):
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     object_store: ObjectStoreConfig
     jumpboxes: list[JumpboxConfig] = Field(min_length=1, description="Jumpboxes that run bbr.")
-    targets: list[Target] = Field(min_length=1, description="Directors and deployments.")
+    targets: list[Target] = Field(
+        min_length=1, description="Directors, deployments and Ops Managers."
+    )
     plans: list[PlanConfig] = Field(default_factory=list, description="Scheduled backups.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
     def jumpbox(self, name: str) -> JumpboxConfig:
         return next(j for j in self.jumpboxes if j.name == name)
 
-    def target(self, name: str) -> DirectorTarget | DeploymentTarget:
+    def target(self, name: str) -> DirectorTarget | DeploymentTarget | OpsmanTarget:
         return next(t for t in self.targets if t.name == name)
 
     def catalog_url(self) -> str:
@@ -319,6 +380,7 @@ __all__ = [
     "CatalogConfig",
     "Config",
     "CredentialsConfig",
+    "DaemonConfig",
     "DeploymentTarget",
     "DirectorTarget",
     "DrillConfig",
@@ -327,6 +389,7 @@ __all__ = [
     "LoggingConfig",
     "MetricsConfig",
     "ObjectStoreConfig",
+    "OpsmanTarget",
     "PlanConfig",
     "RequestChecksums",
     "RetentionConfig",

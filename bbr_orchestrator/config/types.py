@@ -54,8 +54,10 @@ TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 def _check_cron(value: str) -> str:
     from apscheduler.triggers.cron import CronTrigger
 
+    from bbr_orchestrator.core.cron import parse_crontab
+
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
+        CronTrigger(timezone="UTC", **parse_crontab(value).as_kwargs())
     except ValueError as exc:
         raise ValueError(f"invalid cron schedule {value!r}: {exc}") from exc
     return value

@@ -17,6 +17,7 @@ class RunKind(StrEnum):
     DRILL = "drill"
     BACKUP_CLEANUP = "backup-cleanup"
     RESTORE_CLEANUP = "restore-cleanup"
+    OPSMAN_EXPORT = "opsman-export"
 
 
 class TargetKind(StrEnum):
@@ -24,6 +25,7 @@ class TargetKind(StrEnum):
 
     DIRECTOR = "director"
     DEPLOYMENT = "deployment"
+    OPSMAN = "opsman"
 
 
 class Trigger(StrEnum):
@@ -74,6 +76,8 @@ class NewRun:
     plan: str | None = None
     daemon_instance: str | None = None
     state: RunState = RunState.QUEUED
+    restore_point_id: str | None = None
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class Run:
     error_summary: str | None = None
     bytes_total: int | None = None
     log_object_key: str | None = None
+    restore_point_id: str | None = None
+    step: int | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -153,6 +159,71 @@ class RunFilter:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 50
+    restore_point_id: str | None = None
+    states: frozenset[RunState] | None = None
+    """Any of these states (combines with ``state`` by AND when both are set)."""
+
+
+class RestorePointState(StrEnum):
+    """Lifecycle of a restore point (one plan firing: all its steps as one unit)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    MISSED = "missed"
+
+    @property
+    def active(self) -> bool:
+        return self in (RestorePointState.QUEUED, RestorePointState.RUNNING)
+
+
+@dataclass(frozen=True)
+class NewRestorePoint:
+    """A plan firing being claimed. ``scheduled_for`` is the cron fire time (None when an
+    operator started the plan by hand); the catalog allows one restore point per
+    ``(plan, scheduled_for)``."""
+
+    id: str
+    plan: str
+    trigger: Trigger
+    triggered_by: str
+    created_at: datetime
+    scheduled_for: datetime | None = None
+    daemon_instance: str | None = None
+    state: RestorePointState = RestorePointState.QUEUED
+    summary: str | None = None
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """A restore point as the catalog holds it; its steps are runs with its id."""
+
+    id: str
+    plan: str
+    trigger: Trigger
+    triggered_by: str
+    state: RestorePointState
+    created_at: datetime
+    scheduled_for: datetime | None = None
+    daemon_instance: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    summary: str | None = None
+
+
+@dataclass(frozen=True)
+class RestorePointUpdate:
+    """Fields a restore point transition may set; ``None`` means "leave as is"."""
+
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    summary: str | None = None
 
 
 def new_run_id(now: datetime, token: str) -> str:

@@ -38,8 +38,11 @@ _TAIL_LINES = 5
 _DETAIL_CHARS = 500
 
 
-def run_checks(config: Config, *, targets: list[str] | None = None) -> list[CheckResult]:
-    """Run every check for ``targets`` (all configured targets when None) and their jumpboxes."""
+def run_checks(
+    config: Config, *, targets: list[str] | None = None, pre_backup_checks: bool = True
+) -> list[CheckResult]:
+    """Run every check for ``targets`` (all configured targets when None) and their jumpboxes;
+    ``pre_backup_checks=False`` leaves out bbr's check of each target (a plan runs its own)."""
     known = [t.name for t in config.targets]
     wanted = known if targets is None else list(dict.fromkeys(targets))
     results = [
@@ -55,8 +58,15 @@ def run_checks(config: Config, *, targets: list[str] | None = None) -> list[Chec
         on_it = [n for n in selected if config.target(n).jumpbox == jumpbox.name]
         sizes = [last_sizes.get(t.name) for t in config.targets if t.jumpbox == jumpbox.name]
         known_sizes = [s for s in sizes if s is not None]
+        checked = [
+            name
+            for name in on_it
+            if pre_backup_checks and config.target(name).kind in ("director", "deployment")
+        ]
         results.extend(
-            _check_jumpbox(config, jumpbox, on_it, max(known_sizes) if known_sizes else None)
+            _check_jumpbox(
+                config, jumpbox, on_it[0], checked, max(known_sizes) if known_sizes else None
+            )
         )
     return results
 
@@ -161,13 +171,18 @@ def _read_all(store: ObjectStore, key: str, *, limit: int) -> bytes:
 
 
 def _check_jumpbox(
-    config: Config, jumpbox: JumpboxConfig, targets: Sequence[str], last_backup: int | None
+    config: Config,
+    jumpbox: JumpboxConfig,
+    via: str,
+    targets: Sequence[str],
+    last_backup: int | None,
 ) -> list[CheckResult]:
-    """Connect once; then bbr version, work-root space, and each target's pre-backup-check."""
+    """Connect once (as for target ``via``); then bbr version, work-root space, and each of
+    ``targets``' pre-backup-check."""
     subject = jumpbox.name
     address = f"{jumpbox.user}@{jumpbox.host}:{jumpbox.port}"
     try:
-        shell = wiring.jumpbox_connector(config, targets[0])()
+        shell = wiring.jumpbox_connector(config, via)()
     except OrchestratorError as exc:
         unreachable = f"not checked: jumpbox {jumpbox.name} is unreachable"
         return [

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from bbr_orchestrator.config.schema import PlanConfig
+from bbr_orchestrator.core.cron import parse_crontab
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,10 @@ class PlanSchedule:
 
 
 def trigger(plan: PlanConfig) -> CronTrigger:
-    """The plan's cron trigger, evaluated in the plan's time zone (DST handled by APScheduler)."""
-    return CronTrigger.from_crontab(plan.schedule, timezone=ZoneInfo(plan.timezone))
+    """The plan's cron trigger (crontab weekdays: 0 = Sunday), evaluated in the plan's time
+    zone (DST handled by APScheduler)."""
+    fields = parse_crontab(plan.schedule).as_kwargs()
+    return CronTrigger(timezone=ZoneInfo(plan.timezone), **fields)
 
 
 def plan_schedules(plans: list[PlanConfig], now: datetime) -> list[PlanSchedule]:

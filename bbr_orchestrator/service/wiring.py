@@ -5,15 +5,28 @@ The only module that knows both the adapters and the actions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bbr_orchestrator.actions.backup_storage import Storage
-from bbr_orchestrator.actions.bbr_operation import TargetRun
+from bbr_orchestrator.actions.bbr_operation import TargetRun, run_operation
+from bbr_orchestrator.actions.opsman_export import OpsmanRun
 from bbr_orchestrator.actions.progress import ProgressDisplay
+from bbr_orchestrator.actions.recovery import CleanupRunner, RecoveryTarget, TargetResolver
+from bbr_orchestrator.actions.run_claim import Requester
 from bbr_orchestrator.adapters import catalog as sql_catalog
+from bbr_orchestrator.adapters.metrics import DaemonMetrics
 from bbr_orchestrator.adapters.s3 import S3ObjectStore
 from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
+from bbr_orchestrator.adapters.systemd import SystemdNotifier
 from bbr_orchestrator.config import Config
-from bbr_orchestrator.config.schema import DeploymentTarget, DirectorTarget, JumpboxConfig
+from bbr_orchestrator.config.schema import (
+    DeploymentTarget,
+    DirectorTarget,
+    JumpboxConfig,
+    OpsmanTarget,
+)
 from bbr_orchestrator.config.secrets import resolve_secret
+from bbr_orchestrator.config.types import SecretReference
 from bbr_orchestrator.core.bbr_argv import (
     DeploymentSpec,
     DirectorSpec,
@@ -21,8 +34,11 @@ from bbr_orchestrator.core.bbr_argv import (
     deployment_argv,
     director_argv,
 )
-from bbr_orchestrator.core.models import TargetKind
-from bbr_orchestrator.ports import ShellFactory
+from bbr_orchestrator.core.layout import artifact_prefix
+from bbr_orchestrator.core.models import Run, TargetKind
+from bbr_orchestrator.core.om_argv import OmConnection, export_installation_argv, om_environment
+from bbr_orchestrator.errors import InvalidOperation
+from bbr_orchestrator.ports import Catalog, Clock, ShellFactory
 
 
 def catalog_url(config: Config) -> str:
@@ -86,6 +102,10 @@ def target_run(config: Config, target_name: str, plan: str | None = None) -> Tar
     target = config.target(target_name)
     jumpbox = config.jumpbox(target.jumpbox)
     timeout = jumpbox.command_timeout.total_seconds()
+    if isinstance(target, OpsmanTarget):
+        raise InvalidOperation(
+            "run", f"{target_name} is an Ops Manager: it is exported with om, not backed up by bbr"
+        )
     if isinstance(target, DirectorTarget):
         return _director_run(target, jumpbox, timeout, plan)
     return _deployment_run(target, jumpbox, timeout, plan)
@@ -153,3 +173,89 @@ def _artifact(op: Operation, workdir: str, artifact_path: str | None) -> str | N
     if op is Operation.BACKUP:
         return workdir
     return artifact_path if op is Operation.RESTORE else None
+
+
+def recovery_resolver(
+    config: Config, catalog: Catalog, clock: Clock, requester: Requester
+) -> TargetResolver:
+    """How crash recovery reaches a target's jumpbox, uploads and cleanup (None: unknown)."""
+    store = S3ObjectStore.from_config(config.object_store)
+
+    def resolve(name: str) -> RecoveryTarget | None:
+        target = next((t for t in config.targets if t.name == name), None)
+        if target is None:
+            return None
+        connect = jumpbox_connector(config, name)
+        cleanup: CleanupRunner | None = None
+        if target.kind in ("director", "deployment"):
+
+            def cleanup(operation: Operation, running: Run) -> Run:
+                spec = target_run(config, name, running.plan)
+                return run_operation(
+                    catalog, connect, clock, spec, operation, requester, running=running
+                )
+
+        # The full key prefix holding every artifact of the target: {prefix}/{target}/
+        upload_prefix = artifact_prefix(config.object_store.prefix, name, "_")[:-1]
+        return RecoveryTarget(
+            connect=connect,
+            work_root=config.jumpbox(target.jumpbox).work_root,
+            store=store,
+            upload_prefix=upload_prefix,
+            cleanup=cleanup,
+        )
+
+    return resolve
+
+
+def notifier(environ: Mapping[str, str]) -> SystemdNotifier:
+    """systemd's notify socket from the environment (a no-op when not under systemd)."""
+    return SystemdNotifier.from_env(environ)
+
+
+def daemon_metrics(owner: str) -> DaemonMetrics:
+    """The daemon's metrics registry."""
+    from bbr_orchestrator import __version__
+
+    return DaemonMetrics.create(__version__, owner)
+
+
+def opsman_run(config: Config, target_name: str, plan: str | None = None) -> OpsmanRun:
+    """What the installation export needs for one Ops Manager target; resolves its secrets
+    now (they travel in om's environment, never its command line)."""
+    target = config.target(target_name)
+    if not isinstance(target, OpsmanTarget):
+        raise InvalidOperation(
+            "opsman-export", f"{target_name} is a {target.kind} target, not an Ops Manager"
+        )
+    jumpbox = config.jumpbox(target.jumpbox)
+    connection = OmConnection(
+        url=target.url,
+        ca_cert_path=target.ca_cert_path,
+        skip_ssl_validation=target.skip_ssl_validation,
+        request_timeout_seconds=max(1, int(target.request_timeout.total_seconds())),
+    )
+
+    def reveal(ref: SecretReference | None) -> str | None:
+        return None if ref is None else resolve_secret(ref).reveal()
+
+    env = om_environment(
+        username=target.username,
+        password=reveal(target.password),
+        client_id=target.client_id,
+        client_secret=reveal(target.client_secret),
+        decryption_passphrase=reveal(target.decryption_passphrase),
+    )
+
+    def build(output_file: str) -> tuple[str, ...]:
+        return export_installation_argv(target.om_path, connection, output_file)
+
+    return OpsmanRun(
+        target=target.name,
+        build_argv=build,
+        work_root=jumpbox.work_root,
+        env=env,
+        timeout_seconds=jumpbox.command_timeout.total_seconds(),
+        plan=plan,
+        keep_failed_workdirs=jumpbox.keep_failed_workdirs,
+    )

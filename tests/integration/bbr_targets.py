@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bbr_orchestrator.actions.bbr_operation import Requester, TargetRun
+from bbr_orchestrator.actions.bbr_operation import TargetRun
+from bbr_orchestrator.actions.run_claim import Requester
 from bbr_orchestrator.core.bbr_argv import (
     DeploymentSpec,
     DirectorSpec,

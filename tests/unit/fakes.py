@@ -9,19 +9,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bbr_orchestrator.core.models import (
+    ACTIVE_STATES,
     Artifact,
     LogLine,
     LogStream,
+    NewRestorePoint,
     NewRun,
+    RestorePoint,
+    RestorePointState,
+    RestorePointUpdate,
     Run,
     RunFilter,
     RunState,
     RunUpdate,
 )
 from bbr_orchestrator.errors import (
+    FiringTaken,
+    RestorePointNotFound,
     RunConflict,
     RunNotFound,
     StorageUnavailable,
+    TargetBusy,
     TransferInterrupted,
 )
 from bbr_orchestrator.ports import CancelToken, LineSink
@@ -39,35 +47,57 @@ class FakeClock:
 
 
 class MemoryCatalog:
-    """The Catalog port in a dict."""
+    """The Catalog port in dicts, with the SQL catalog's semantics: compare-and-set states, one
+    RUNNING run per target (``TargetBusy``), one restore point per ``(plan, scheduled_for)``
+    (``FiringTaken``), successors inserted atomically with the transition. Thread-safe."""
 
     def __init__(self) -> None:
         self.runs: dict[str, Run] = {}
+        self.restore_points: dict[str, RestorePoint] = {}
         self.artifacts: list[Artifact] = []
         self.logs: dict[str, list[LogLine]] = {}
+        self._lock = threading.RLock()
+
+    # -- runs ----------------------------------------------------------------------------
 
     def create_run(self, run: NewRun) -> Run:
+        with self._lock:
+            return self._insert(run)
+
+    def _insert(self, run: NewRun) -> Run:
         if run.id in self.runs:
-            raise RunConflict(run.id, ["<new>"], self.runs[run.id].state.value)
+            raise RunConflict(run.id, ("absent",), self.runs[run.id].state.value)
+        if run.restore_point_id is not None and run.restore_point_id not in self.restore_points:
+            raise RestorePointNotFound(run.restore_point_id)
         stored = Run(**dataclasses.asdict(run))
+        if run.state is RunState.RUNNING:
+            self._claim_target(run.id, run.target)
+            stored = dataclasses.replace(
+                stored, started_at=run.created_at, heartbeat_at=run.created_at
+            )
         self.runs[run.id] = stored
         return stored
 
+    def _claim_target(self, run_id: str, target: str) -> None:
+        for other in self.runs.values():
+            if other.id != run_id and other.target == target and other.state is RunState.RUNNING:
+                raise TargetBusy(run_id, target, other.id)
+
     def get_run(self, run_id: str) -> Run:
-        matches = [r for r in self.runs.values() if r.id.startswith(run_id)]
-        if len(matches) != 1:
-            raise RunNotFound(run_id)
-        return matches[0]
+        with self._lock:
+            if run_id in self.runs:
+                return self.runs[run_id]
+            matches = [r for r in self.runs.values() if r.id.startswith(run_id)]
+            if len(run_id) < 6 or len(matches) != 1:
+                raise RunNotFound(run_id)
+            return matches[0]
 
     def list_runs(self, run_filter: RunFilter) -> list[Run]:
-        runs = sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)
-        wanted = [
-            r
-            for r in runs
-            if run_filter.target in (None, r.target)
-            and run_filter.kind in (None, r.kind)
-            and run_filter.state in (None, r.state)
-        ]
+        if run_filter.limit < 1:
+            raise ValueError(f"RunFilter.limit must be at least 1, got {run_filter.limit}")
+        with self._lock:
+            runs = sorted(self.runs.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        wanted = [r for r in runs if _matches(run_filter, r)]
         return wanted[: run_filter.limit]
 
     def transition(
@@ -76,33 +106,205 @@ class MemoryCatalog:
         expected: Sequence[RunState],
         new_state: RunState,
         update: RunUpdate | None = None,
+        successor: NewRun | None = None,
     ) -> Run:
-        run = self.get_run(run_id)
-        if run.state not in expected:
-            raise RunConflict(run_id, [s.value for s in expected], run.state.value)
-        changes = {
-            k: v for k, v in dataclasses.asdict(update or RunUpdate()).items() if v is not None
-        }
-        self.runs[run_id] = dataclasses.replace(run, state=new_state, **changes)
-        return self.runs[run_id]
+        if not expected:
+            raise ValueError("transition needs at least one expected state")
+        with self._lock:
+            run = self.runs.get(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            if run.state not in expected:
+                raise RunConflict(run_id, [RunState(s).value for s in expected], run.state.value)
+            if new_state is RunState.RUNNING:
+                self._claim_target(run_id, run.target)
+            changed = dataclasses.replace(run, state=new_state, **_changes(update))
+            return self._commit(changed, successor)
+
+    def _commit(self, changed: Run, successor: NewRun | None) -> Run:
+        """Store ``changed`` and insert ``successor``: both or (on error) neither."""
+        before = self.runs[changed.id]
+        self.runs[changed.id] = changed
+        try:
+            if successor is not None:
+                self._insert(successor)
+        except BaseException:
+            self.runs[changed.id] = before
+            raise
+        return changed
 
     def heartbeat(self, run_id: str, at: datetime) -> None:
-        self.runs[run_id] = dataclasses.replace(self.runs[run_id], heartbeat_at=at)
+        with self._lock:
+            run = self.runs.get(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            if not run.state.active:
+                raise RunConflict(run_id, sorted(s.value for s in ACTIVE_STATES), run.state.value)
+            self.runs[run_id] = dataclasses.replace(run, heartbeat_at=at)
+
+    def heartbeat_owner(self, daemon_instance: str, at: datetime) -> int:
+        with self._lock:
+            runs = [
+                r
+                for r in self.runs.values()
+                if r.daemon_instance == daemon_instance and r.state.active
+            ]
+            points = [
+                p
+                for p in self.restore_points.values()
+                if p.daemon_instance == daemon_instance and p.state.active
+            ]
+            for r in runs:
+                self.runs[r.id] = dataclasses.replace(r, heartbeat_at=at)
+            for p in points:
+                self.restore_points[p.id] = dataclasses.replace(p, heartbeat_at=at)
+            return len(runs) + len(points)
+
+    def stale_runs(self, heartbeat_before: datetime) -> list[Run]:
+        with self._lock:
+            stale = [r for r in self.runs.values() if _stale(r, heartbeat_before)]
+        return sorted(stale, key=lambda r: (r.created_at, r.id))
+
+    def interrupt_run(
+        self,
+        run_id: str,
+        heartbeat_before: datetime,
+        update: RunUpdate,
+        successor: NewRun | None = None,
+    ) -> Run | None:
+        with self._lock:
+            run = self.runs.get(run_id)
+            if run is None or not _stale(run, heartbeat_before):
+                return None
+            changed = dataclasses.replace(run, state=RunState.INTERRUPTED, **_changes(update))
+            return self._commit(changed, successor)
+
+    # -- restore points ------------------------------------------------------------------
+
+    def create_restore_point(self, point: NewRestorePoint) -> RestorePoint:
+        with self._lock:
+            if point.id in self.restore_points:
+                raise RunConflict(point.id, ("absent",), self.restore_points[point.id].state.value)
+            if point.scheduled_for is not None:
+                for other in self.restore_points.values():
+                    if (other.plan, other.scheduled_for) == (point.plan, point.scheduled_for):
+                        raise FiringTaken(point.plan, point.scheduled_for.isoformat(), other.id)
+            stored = RestorePoint(**dataclasses.asdict(point))
+            if point.state is RestorePointState.RUNNING:
+                stored = dataclasses.replace(
+                    stored, started_at=point.created_at, heartbeat_at=point.created_at
+                )
+            self.restore_points[point.id] = stored
+            return stored
+
+    def get_restore_point(self, restore_point_id: str) -> RestorePoint:
+        with self._lock:
+            if restore_point_id not in self.restore_points:
+                raise RestorePointNotFound(restore_point_id)
+            return self.restore_points[restore_point_id]
+
+    def list_restore_points(
+        self,
+        plan: str | None = None,
+        states: Iterable[RestorePointState] | None = None,
+        limit: int = 50,
+    ) -> list[RestorePoint]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        wanted = None if states is None else set(states)
+        with self._lock:
+            points = sorted(
+                self.restore_points.values(), key=lambda p: (p.created_at, p.id), reverse=True
+            )
+        return [
+            p for p in points if plan in (None, p.plan) and (wanted is None or p.state in wanted)
+        ][:limit]
+
+    def transition_restore_point(
+        self,
+        restore_point_id: str,
+        expected: Sequence[RestorePointState],
+        new_state: RestorePointState,
+        update: RestorePointUpdate | None = None,
+    ) -> RestorePoint:
+        if not expected:
+            raise ValueError("transition_restore_point needs at least one expected state")
+        with self._lock:
+            point = self.get_restore_point(restore_point_id)
+            if point.state not in expected:
+                allowed = [RestorePointState(s).value for s in expected]
+                raise RunConflict(restore_point_id, allowed, point.state.value)
+            changes = {
+                k: v
+                for k, v in dataclasses.asdict(update or RestorePointUpdate()).items()
+                if v is not None
+            }
+            changed = dataclasses.replace(point, state=new_state, **changes)
+            self.restore_points[restore_point_id] = changed
+            return changed
+
+    def stale_restore_points(self, heartbeat_before: datetime) -> list[RestorePoint]:
+        with self._lock:
+            stale = [
+                p
+                for p in self.restore_points.values()
+                if p.state.active and (p.heartbeat_at or p.created_at) < heartbeat_before
+            ]
+        return sorted(stale, key=lambda p: (p.created_at, p.id))
+
+    def last_scheduled_for(self, plan: str) -> datetime | None:
+        with self._lock:
+            times = [
+                p.scheduled_for
+                for p in self.restore_points.values()
+                if p.plan == plan and p.scheduled_for is not None
+            ]
+        return max(times, default=None)
+
+    # -- artifacts and log ---------------------------------------------------------------
 
     def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:
-        self.artifacts.extend(artifacts)
+        with self._lock:
+            self.artifacts.extend(artifacts)
 
     def list_artifacts(self, run_id: str) -> list[Artifact]:
-        return [a for a in self.artifacts if a.run_id == run_id]
+        with self._lock:
+            found = [a for a in self.artifacts if a.run_id == run_id]
+        return sorted(found, key=lambda a: a.object_key)
 
     def append_log(self, run_id: str, lines: Iterable[tuple[datetime, LogStream, str]]) -> int:
-        log = self.logs.setdefault(run_id, [])
-        added = [LogLine(run_id, len(log) + i + 1, at, s, t) for i, (at, s, t) in enumerate(lines)]
-        log.extend(added)
-        return len(added)
+        with self._lock:
+            log = self.logs.setdefault(run_id, [])
+            added = [
+                LogLine(run_id, len(log) + i + 1, at, s, t) for i, (at, s, t) in enumerate(lines)
+            ]
+            log.extend(added)
+            return len(added)
 
     def read_log(self, run_id: str, after_seq: int = 0) -> Iterator[LogLine]:
-        return iter([line for line in self.logs.get(run_id, []) if line.seq > after_seq])
+        with self._lock:
+            return iter([line for line in self.logs.get(run_id, []) if line.seq > after_seq])
+
+
+def _changes(update: RunUpdate | None) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(update or RunUpdate()).items() if v is not None}
+
+
+def _stale(run: Run, heartbeat_before: datetime) -> bool:
+    return run.state.active and (run.heartbeat_at or run.created_at) < heartbeat_before
+
+
+def _matches(f: RunFilter, run: Run) -> bool:
+    return (
+        f.plan in (None, run.plan)
+        and f.target in (None, run.target)
+        and f.kind in (None, run.kind)
+        and f.state in (None, run.state)
+        and (f.states is None or run.state in f.states)
+        and f.restore_point_id in (None, run.restore_point_id)
+        and (f.since is None or run.created_at >= f.since)
+        and (f.until is None or run.created_at < f.until)
+    )
 
 
 Responder = Callable[[Sequence[str], LineSink], int]

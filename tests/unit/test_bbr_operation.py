@@ -7,7 +7,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from bbr_orchestrator.actions.bbr_operation import Requester, TargetRun, run_operation
+from bbr_orchestrator.actions.bbr_operation import TargetRun, run_operation
+from bbr_orchestrator.actions.run_claim import Requester
 from bbr_orchestrator.core.bbr_argv import DirectorSpec, Operation, director_argv
 from bbr_orchestrator.core.models import LogStream, Run, RunKind, RunState, TargetKind, Trigger
 from bbr_orchestrator.errors import SshError

@@ -127,7 +127,7 @@ def test_unknown_kind_and_unknown_key() -> None:
     data["targets"][0]["kind"] = "tile"
     data["jumpboxes"][0]["hots"] = "x"
     found = problems(data)
-    assert found["targets[0].kind"] == "kind must be 'director' or 'deployment'"
+    assert found["targets[0].kind"] == "kind must be 'director', 'deployment' or 'opsman'"
     assert "not a known setting" in found["jumpboxes[0].hots"]
 
 

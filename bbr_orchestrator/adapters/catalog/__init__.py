@@ -4,6 +4,7 @@ Public API (what the CLI and the composition root use)::
 
     open_catalog(url, *, require_head=True) -> SqlCatalog
     upgrade(url, revision="head") -> (from_revision, to_revision)
+    downgrade(url, revision) -> (from_revision, to_revision)
     current_revision(url) -> str | None
     head_revision() -> str
     default_sqlite_url(state_dir) -> str
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from bbr_orchestrator.adapters.catalog.migrate import (
     current_revision,
+    downgrade,
     ensure_at_head,
     head_revision,
     upgrade,
@@ -32,6 +34,7 @@ __all__ = [
     "SqlCatalog",
     "current_revision",
     "default_sqlite_url",
+    "downgrade",
     "head_revision",
     "mask_url",
     "open_catalog",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -82,15 +84,59 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
 
     ``to`` is ``"base"`` when the database holds no revision afterwards.
     """
+    return _migrate(url, revision, command.upgrade, "upgrade")
+
+
+def downgrade(url: str, revision: str) -> tuple[str | None, str]:
+    """Migrate the catalog at ``url`` down to ``revision`` (``"base"``: drop every table)."""
+    return _migrate(url, revision, command.downgrade, "downgrade")
+
+
+def _migrate(
+    url: str, revision: str, step: Callable[[Config, str], None], verb: str
+) -> tuple[str | None, str]:
     db = Database(url)
     try:
         before = current_revision_of(db)
-        with db.connect() as conn:
+        with db.connect() as conn, sqlite_foreign_keys_off(conn):
             try:
-                command.upgrade(alembic_config(conn), revision)
+                step(alembic_config(conn), revision)
             except CommandError as exc:
-                raise CatalogError(db.url, f"cannot upgrade to {revision}: {exc}") from exc
+                raise CatalogError(db.url, f"cannot {verb} to {revision}: {exc}") from exc
+            check_foreign_keys(db, conn)
             conn.commit()
         return before, current_revision_of(db) or "base"
     finally:
         db.dispose()
+
+
+@contextmanager
+def sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite alters a table by rebuilding it (Alembic batch mode); with foreign keys enforced,
+    dropping the old ``runs`` would cascade-delete every artifact and log line. The pragma is
+    ignored inside a transaction, so it is set on the driver connection before one starts."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise CatalogError("(migrations)", "the SQLite connection is closed")
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        conn.rollback()
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
+def check_foreign_keys(db: Database, conn: Connection) -> None:
+    """With SQLite's foreign keys off, make sure the migration left every reference intact."""
+    if conn.dialect.name != "sqlite":
+        return
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        conn.rollback()
+        tables = sorted({str(row[0]) for row in broken})
+        raise CatalogError(
+            db.url, f"migration left broken foreign keys in {', '.join(tables)}; rolled back"
+        )

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 import string
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
-from enum import StrEnum
 from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import Connection, Row, Table, Text, and_, func, insert, select
+from sqlalchemy import Connection, Row, Table, and_, func, insert, select
 from sqlalchemy import update as update_statement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ColumnElement
-from sqlalchemy.types import String, TypeEngine
 
+from bbr_orchestrator.adapters.catalog.artifacts_log import SqlArtifactsAndLog
+from bbr_orchestrator.adapters.catalog.restore_points import SqlRestorePoints, heartbeat_points
+from bbr_orchestrator.adapters.catalog.rows import Refused, aware, checked, violates
 from bbr_orchestrator.adapters.catalog.schema import Database
-from bbr_orchestrator.adapters.catalog.tables import MAX_LOG_LINE_BYTES, artifacts, run_log, runs
+from bbr_orchestrator.adapters.catalog.tables import (
+    ACTIVE_TARGET_KEY,
+    restore_points,
+    runs,
+)
 from bbr_orchestrator.core.models import (
     ACTIVE_STATES,
     Artifact,
     LogLine,
     LogStream,
+    NewRestorePoint,
     NewRun,
+    RestorePoint,
+    RestorePointState,
+    RestorePointUpdate,
     Run,
     RunFilter,
     RunKind,
@@ -34,14 +42,16 @@ from bbr_orchestrator.core.models import (
     TargetKind,
     Trigger,
 )
-from bbr_orchestrator.errors import ArtifactConflict, CatalogError, RunConflict, RunNotFound
+from bbr_orchestrator.errors import (
+    RestorePointNotFound,
+    RunConflict,
+    RunNotFound,
+    TargetBusy,
+)
 
 #: ``get_run`` accepts an id prefix of at least this many characters.
 MIN_PREFIX_LENGTH: Final = 6
-#: Rows per INSERT batch (append_log, add_artifacts) and per page read (read_log).
-BATCH_SIZE: Final = 500
 _ACTIVE: Final = tuple(sorted(s.value for s in ACTIVE_STATES))
-_SHA256_HEX: Final = frozenset("0123456789abcdef")
 #: Characters of a run id (``new_run_id``); a "prefix" with anything else matches nothing.
 _ID_CHARS: Final = frozenset(string.ascii_letters + string.digits + "-")
 
@@ -55,6 +65,8 @@ class SqlCatalog:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._points = SqlRestorePoints(db)
+        self._records = SqlArtifactsAndLog(db)
 
     @property
     def url(self) -> str:
@@ -78,21 +90,18 @@ class SqlCatalog:
     # -- runs -------------------------------------------------------------------------------
 
     def create_run(self, run: NewRun) -> Run:
-        fields = asdict(run)
-        fields["trigger_type"] = fields.pop("trigger")
-        row = self._checked(runs, fields)
+        """Insert; ``RunConflict`` for a known id, ``TargetBusy`` when a RUNNING run's target is
+        held, ``RestorePointNotFound`` for an unknown ``restore_point_id``."""
+        row = self._run_row(run)
 
         def work(conn: Connection) -> Row[Any]:
-            conn.execute(insert(runs).values(row))
+            _insert_run(conn, row)
             return _fetch_run(conn, run.id)
 
         try:
             return _to_run(self._db.write(work))
-        except IntegrityError as exc:
-            existing = self._db.read(partial(_fetch_state, run_id=run.id))
-            if existing is None:
-                raise self._db.error(exc, f"cannot record run {run.id}") from exc
-            raise RunConflict(run.id, ("absent",), existing) from exc
+        except Refused as refused:
+            raise self._explain_refused(refused, run) from refused.cause
 
     def get_run(self, run_id: str) -> Run:
         def work(conn: Connection) -> tuple[Row[Any] | None, int]:
@@ -125,22 +134,9 @@ class SqlCatalog:
     def list_runs(self, run_filter: RunFilter) -> list[Run]:
         if run_filter.limit < 1:
             raise ValueError(f"RunFilter.limit must be at least 1, got {run_filter.limit}")
-        conditions: list[ColumnElement[bool]] = []
-        if run_filter.plan is not None:
-            conditions.append(runs.c.plan == run_filter.plan)
-        if run_filter.target is not None:
-            conditions.append(runs.c.target == run_filter.target)
-        if run_filter.kind is not None:
-            conditions.append(runs.c.kind == run_filter.kind.value)
-        if run_filter.state is not None:
-            conditions.append(runs.c.state == run_filter.state.value)
-        if run_filter.since is not None:
-            conditions.append(runs.c.created_at >= _aware("RunFilter.since", run_filter.since))
-        if run_filter.until is not None:
-            conditions.append(runs.c.created_at < _aware("RunFilter.until", run_filter.until))
         query = (
             select(runs)
-            .where(*conditions)
+            .where(*_run_conditions(run_filter))
             .order_by(runs.c.created_at.desc(), runs.c.id.desc())
             .limit(run_filter.limit)
         )
@@ -152,207 +148,230 @@ class SqlCatalog:
         expected: Sequence[RunState],
         new_state: RunState,
         update: RunUpdate | None = None,
+        successor: NewRun | None = None,
     ) -> Run:
+        """Compare-and-set; RUNNING claims the target, any other state releases it.
+
+        ``RunConflict`` when the run is not in ``expected``, ``TargetBusy`` when the target is
+        held; ``successor`` is inserted in the same transaction (nothing is when either fails).
+        """
         if not expected:
             raise ValueError("transition needs at least one expected state")
-        changes = {k: v for k, v in asdict(update or RunUpdate()).items() if v is not None}
-        values = self._checked(runs, {**changes, "state": new_state})
+        values = self._checked(runs, {**_changes(update), "state": new_state})
+        values["active_target"] = runs.c.target if new_state is RunState.RUNNING else None
         allowed = [RunState(s).value for s in expected]
-        return _to_run(self._compare_and_set(run_id, allowed, values))
-
-    def heartbeat(self, run_id: str, at: datetime) -> None:
-        self._compare_and_set(run_id, _ACTIVE, {"heartbeat_at": _aware("heartbeat.at", at)})
-
-    def _compare_and_set(
-        self, run_id: str, allowed: Sequence[str], values: Mapping[str, object]
-    ) -> Row[Any]:
-        """``UPDATE runs SET … WHERE id = ? AND state IN (…)``; the row after, or why not."""
-
-        def work(conn: Connection) -> Row[Any] | str | None:
-            stmt = (
-                update_statement(runs)
-                .where(runs.c.id == run_id, runs.c.state.in_(allowed))
-                .values(dict(values))
-            )
-            if conn.execute(stmt).rowcount == 1:
-                return _fetch_run(conn, run_id)
-            return _fetch_state(conn, run_id)
-
-        result = self._db.write(work)
+        where = [runs.c.id == run_id, runs.c.state.in_(allowed)]
+        result = self._update_run(run_id, where, values, successor)
         if isinstance(result, Row):
-            return result
+            return _to_run(result)
         if result is None:
             raise RunNotFound(run_id)
         raise RunConflict(run_id, allowed, result)
 
-    # -- artifacts --------------------------------------------------------------------------
+    def heartbeat(self, run_id: str, at: datetime) -> None:
+        beat = {"heartbeat_at": aware("heartbeat.at", at)}
+        result = self._update_run(run_id, [runs.c.id == run_id, runs.c.state.in_(_ACTIVE)], beat)
+        if result is None:
+            raise RunNotFound(run_id)
+        if isinstance(result, str):
+            raise RunConflict(run_id, _ACTIVE, result)
 
-    def add_artifacts(self, artifacts_: Iterable[Artifact]) -> None:
-        rows = [self._checked(artifacts, _artifact_row(a)) for a in artifacts_]
-        if not rows:
-            return
-
-        def work(conn: Connection) -> None:
-            for start in range(0, len(rows), BATCH_SIZE):
-                conn.execute(insert(artifacts), rows[start : start + BATCH_SIZE])
-
-        try:
-            self._db.write(work)
-        except IntegrityError as exc:
-            raise self._explain_artifact_conflict(rows, exc) from exc
-
-    def _explain_artifact_conflict(
-        self, rows: list[dict[str, Any]], exc: IntegrityError
-    ) -> Exception:
-        wanted = [(str(r["run_id"]), str(r["object_key"])) for r in rows]
-        run_ids = sorted({run_id for run_id, _ in wanted})
-
-        def work(conn: Connection) -> tuple[set[str], set[tuple[str, str]]]:
-            known = set(conn.scalars(select(runs.c.id).where(runs.c.id.in_(run_ids))))
-            query = select(artifacts.c.run_id, artifacts.c.object_key).where(
-                artifacts.c.run_id.in_(run_ids)
-            )
-            return known, {(r.run_id, r.object_key) for r in conn.execute(query)}
-
-        known, stored = self._db.read(work)
-        for run_id in run_ids:
-            if run_id not in known:
-                return RunNotFound(run_id)
-        repeated = [key for key, n in Counter(wanted).items() if n > 1 or key in stored]
-        if repeated:
-            return ArtifactConflict(*repeated[0])
-        return self._db.error(exc, "cannot record artifacts")
-
-    def list_artifacts(self, run_id: str) -> list[Artifact]:
-        query = (
-            select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.object_key)
+    def heartbeat_owner(self, daemon_instance: str, at: datetime) -> int:
+        """One UPDATE of the owner's active runs, one of its active restore points; rows hit."""
+        at = aware("heartbeat_owner.at", at)
+        beat_runs = (
+            update_statement(runs)
+            .where(runs.c.daemon_instance == daemon_instance, runs.c.state.in_(_ACTIVE))
+            .values(heartbeat_at=at)
         )
-        rows = self._db.read(lambda conn: conn.execute(query).all())
-        return [
-            Artifact(
-                run_id=r.run_id,
-                object_key=r.object_key,
-                size_bytes=r.size_bytes,
-                sha256=r.sha256,
-                member_checksums=r.member_checksums,
-            )
-            for r in rows
-        ]
-
-    # -- log --------------------------------------------------------------------------------
-
-    def append_log(self, run_id: str, lines: Iterable[tuple[datetime, LogStream, str]]) -> int:
-        """Append in one transaction; ``seq`` continues from the run's last line.
-
-        One writer per run: a concurrent writer of the same run loses with a ``CatalogError``.
-        The lines are held in memory for the transaction, so callers pass bounded batches.
-        """
-        entries = [
-            (_aware("log line at", at), LogStream(stream).value, clip_log_text(line))
-            for at, stream, line in lines
-        ]
-        if not entries:
-            return 0
 
         def work(conn: Connection) -> int:
-            last = conn.scalar(select(func.max(run_log.c.seq)).where(run_log.c.run_id == run_id))
-            seq = int(last or 0)
-            for start in range(0, len(entries), BATCH_SIZE):
-                batch = entries[start : start + BATCH_SIZE]
-                rows = [
-                    {"run_id": run_id, "seq": seq + i, "at": at, "stream": stream, "text": text}
-                    for i, (at, stream, text) in enumerate(batch, start=1)
-                ]
-                conn.execute(insert(run_log), rows)
-                seq += len(batch)
-            return len(entries)
+            touched = int(conn.execute(beat_runs).rowcount)
+            return touched + heartbeat_points(conn, daemon_instance, at)
+
+        return self._db.write(work)
+
+    def stale_runs(self, heartbeat_before: datetime) -> list[Run]:
+        """Active runs whose heartbeat (or creation) is older than the bound, oldest first."""
+        query = (
+            select(runs)
+            .where(*_stale(aware("stale_runs.heartbeat_before", heartbeat_before)))
+            .order_by(runs.c.created_at, runs.c.id)
+        )
+        return [_to_run(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
+
+    def interrupt_run(
+        self,
+        run_id: str,
+        heartbeat_before: datetime,
+        update: RunUpdate,
+        successor: NewRun | None = None,
+    ) -> Run | None:
+        """``INTERRUPTED`` (target released) if still active and stale, with ``successor`` in
+        the same transaction; ``None`` when the run is gone, final, or alive again."""
+        bound = aware("interrupt_run.heartbeat_before", heartbeat_before)
+        values = self._checked(runs, {**_changes(update), "state": RunState.INTERRUPTED})
+        values["active_target"] = None
+        result = self._update_run(run_id, [runs.c.id == run_id, *_stale(bound)], values, successor)
+        return _to_run(result) if isinstance(result, Row) else None
+
+    def _update_run(
+        self,
+        run_id: str,
+        where: Sequence[ColumnElement[bool]],
+        values: Mapping[str, object],
+        successor: NewRun | None = None,
+    ) -> Row[Any] | str | None:
+        """``UPDATE runs SET … WHERE …`` (+ the successor's INSERT when it hit the row): the row
+        after, or else the run's state (``None`` when there is no such run)."""
+        follow = None if successor is None else self._run_row(successor)
+
+        def work(conn: Connection) -> Row[Any] | str | None:
+            stmt = update_statement(runs).where(*where).values(dict(values))
+            try:
+                hit = conn.execute(stmt).rowcount == 1
+            except IntegrityError as exc:
+                raise Refused(run_id, exc) from exc
+            if not hit:
+                return _fetch_state(conn, run_id)
+            if follow is not None:
+                _insert_run(conn, follow)
+            return _fetch_run(conn, run_id)
 
         try:
             return self._db.write(work)
-        except IntegrityError as exc:
-            if self._db.read(partial(_fetch_state, run_id=run_id)) is None:
-                raise RunNotFound(run_id) from exc
-            raise self._db.error(exc, f"concurrent append to the log of run {run_id}") from exc
+        except Refused as refused:
+            new = successor if successor is not None and refused.subject == successor.id else None
+            raise self._explain_refused(refused, new) from refused.cause
+
+    def _run_row(self, run: NewRun) -> dict[str, Any]:
+        """The row of a new run; a RUNNING one starts now and holds its target."""
+        fields = asdict(run)
+        fields["trigger_type"] = fields.pop("trigger")
+        if run.state is RunState.RUNNING:
+            fields["active_target"] = run.target
+            fields["started_at"] = fields["heartbeat_at"] = run.created_at
+        return self._checked(runs, fields)
+
+    def _explain_refused(self, refused: Refused, new: NewRun | None) -> Exception:
+        """The error for a refused INSERT of ``new`` (or UPDATE of a run, ``new`` None)."""
+        exc, run_id = refused.cause, refused.subject
+        if new is not None and (state := self._db.read(partial(_fetch_state, run_id=run_id))):
+            return RunConflict(run_id, ("absent",), state)
+        if violates(exc, ACTIVE_TARGET_KEY, "runs.active_target"):
+            target, holder = self._db.read(
+                partial(_target_holder, run_id=run_id, target=new.target if new else None)
+            )
+            return TargetBusy(run_id, target, holder)
+        point = None if new is None else new.restore_point_id
+        if point is not None and not self._points_exist(point):
+            return RestorePointNotFound(point)
+        return self._db.error(exc, f"cannot record run {run_id}")
+
+    def _points_exist(self, restore_point_id: str) -> bool:
+        query = select(restore_points.c.id).where(restore_points.c.id == restore_point_id)
+        return self._db.read(lambda conn: conn.scalar(query)) is not None
+
+    # -- restore points (SqlRestorePoints) --------------------------------------------------
+
+    def create_restore_point(self, point: NewRestorePoint) -> RestorePoint:
+        return self._points.create_restore_point(point)
+
+    def get_restore_point(self, restore_point_id: str) -> RestorePoint:
+        return self._points.get_restore_point(restore_point_id)
+
+    def list_restore_points(
+        self,
+        plan: str | None = None,
+        states: Iterable[RestorePointState] | None = None,
+        limit: int = 50,
+    ) -> list[RestorePoint]:
+        return self._points.list_restore_points(plan, states, limit)
+
+    def transition_restore_point(
+        self,
+        restore_point_id: str,
+        expected: Sequence[RestorePointState],
+        new_state: RestorePointState,
+        update: RestorePointUpdate | None = None,
+    ) -> RestorePoint:
+        return self._points.transition_restore_point(restore_point_id, expected, new_state, update)
+
+    def stale_restore_points(self, heartbeat_before: datetime) -> list[RestorePoint]:
+        return self._points.stale_restore_points(heartbeat_before)
+
+    def last_scheduled_for(self, plan: str) -> datetime | None:
+        return self._points.last_scheduled_for(plan)
+
+    # -- artifacts and log (SqlArtifactsAndLog) ---------------------------------------------
+
+    def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:
+        self._records.add_artifacts(artifacts)
+
+    def list_artifacts(self, run_id: str) -> list[Artifact]:
+        return self._records.list_artifacts(run_id)
+
+    def append_log(self, run_id: str, lines: Iterable[tuple[datetime, LogStream, str]]) -> int:
+        return self._records.append_log(run_id, lines)
 
     def read_log(self, run_id: str, after_seq: int = 0) -> Iterator[LogLine]:
-        """Lines in ``seq`` order, fetched in pages (no cursor is held between pages)."""
-        last = after_seq
-        while True:
-            page = self._db.read(partial(_log_page, run_id=run_id, after_seq=last))
-            first = last == after_seq
-            if first and not page and self._db.read(partial(_fetch_state, run_id=run_id)) is None:
-                raise RunNotFound(run_id)
-            yield from page
-            if len(page) < BATCH_SIZE:
-                return
-            last = page[-1].seq
-
-    # -- helpers ----------------------------------------------------------------------------
+        return self._records.read_log(run_id, after_seq)
 
     def _checked(self, table: Table, values: Mapping[str, object]) -> dict[str, Any]:
-        """Values ready to bind: enums as strings, datetimes checked aware, strings fit."""
-        out: dict[str, Any] = {}
-        for name, value in values.items():
-            column = table.c[name]
-            if isinstance(value, datetime):
-                value = _aware(f"{table.name}.{name}", value)
-            elif isinstance(value, str):
-                if isinstance(value, StrEnum):
-                    value = value.value
-                if isinstance(column.type, Text):
-                    value = value.replace("\x00", "\ufffd")
-                elif len(value) > (limit := _max_length(column.type, len(value))):
-                    raise CatalogError(
-                        self._db.url,
-                        f"{table.name}.{name} is {len(value)} characters long; "
-                        f"the catalog holds at most {limit}",
-                    )
-            out[name] = value
-        return out
+        return checked(self._db.url, table, values)
 
 
-def clip_log_text(text: str) -> str:
-    """A log line as stored: NUL replaced, invalid code points replaced, cut at 64 KiB (UTF-8)."""
-    data = text.replace("\x00", "\ufffd").encode("utf-8", "replace")
-    if len(data) > MAX_LOG_LINE_BYTES:
-        marker = f" [… line cut: {len(data)} bytes, kept {MAX_LOG_LINE_BYTES}]".encode()
-        data = data[: MAX_LOG_LINE_BYTES - len(marker)]
-        return data.decode("utf-8", "ignore") + marker.decode()
-    return data.decode("utf-8")
+def _insert_run(conn: Connection, row: Mapping[str, object]) -> None:
+    try:
+        conn.execute(insert(runs).values(dict(row)))
+    except IntegrityError as exc:
+        raise Refused(str(row["id"]), exc) from exc
 
 
-def _max_length(type_: TypeEngine[Any], default: int) -> int:
-    """The length limit of a ``VARCHAR`` column; ``default`` when it has none."""
-    length = type_.length if isinstance(type_, String) else None
-    return default if length is None else length
-
-
-def _aware(what: str, value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what}: the catalog needs a timezone-aware datetime, got {value!r}")
-    return value
-
-
-def _artifact_row(artifact: Artifact) -> dict[str, Any]:
-    sha = artifact.sha256
-    if len(sha) != 64 or not set(sha) <= _SHA256_HEX:
-        raise ValueError(f"artifact {artifact.object_key}: sha256 must be 64 lowercase hex digits")
-    if artifact.size_bytes < 0:
-        raise ValueError(f"artifact {artifact.object_key}: size_bytes must not be negative")
-    return asdict(artifact)
-
-
-def _log_page(conn: Connection, *, run_id: str, after_seq: int) -> list[LogLine]:
-    query = (
-        select(run_log)
-        .where(run_log.c.run_id == run_id, run_log.c.seq > after_seq)
-        .order_by(run_log.c.seq)
-        .limit(BATCH_SIZE)
+def _target_holder(conn: Connection, *, run_id: str, target: str | None) -> tuple[str, str | None]:
+    """The target ``run_id`` wanted (its own when not given) and the run holding it now."""
+    wanted = (
+        target
+        if target is not None
+        else conn.scalar(select(runs.c.target).where(runs.c.id == run_id))
     )
+    holder = conn.scalar(select(runs.c.id).where(runs.c.active_target == wanted))
+    return str(wanted), holder
+
+
+def _changes(update: RunUpdate | None) -> dict[str, object]:
+    """The fields an update sets (``None`` means "leave as is")."""
+    return {k: v for k, v in asdict(update or RunUpdate()).items() if v is not None}
+
+
+def _stale(bound: datetime) -> list[ColumnElement[bool]]:
+    """Active, and the last sign of life (heartbeat, else creation) older than ``bound``."""
     return [
-        LogLine(run_id=r.run_id, seq=r.seq, at=r.at, stream=LogStream(r.stream), text=r.text)
-        for r in conn.execute(query)
+        runs.c.state.in_(_ACTIVE),
+        func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < bound,
     ]
+
+
+def _run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
+    f = run_filter
+    conditions: list[ColumnElement[bool]] = []
+    if f.plan is not None:
+        conditions.append(runs.c.plan == f.plan)
+    if f.target is not None:
+        conditions.append(runs.c.target == f.target)
+    if f.kind is not None:
+        conditions.append(runs.c.kind == f.kind.value)
+    if f.state is not None:
+        conditions.append(runs.c.state == f.state.value)
+    if f.states is not None:
+        conditions.append(runs.c.state.in_(sorted(RunState(s).value for s in f.states)))
+    if f.restore_point_id is not None:
+        conditions.append(runs.c.restore_point_id == f.restore_point_id)
+    if f.since is not None:
+        conditions.append(runs.c.created_at >= aware("RunFilter.since", f.since))
+    if f.until is not None:
+        conditions.append(runs.c.created_at < aware("RunFilter.until", f.until))
+    return conditions
 
 
 def _fetch_run(conn: Connection, run_id: str) -> Row[Any]:
@@ -384,4 +403,6 @@ def _to_run(row: Row[Any]) -> Run:
         error_summary=row.error_summary,
         bytes_total=row.bytes_total,
         log_object_key=row.log_object_key,
+        restore_point_id=row.restore_point_id,
+        step=row.step,
     )

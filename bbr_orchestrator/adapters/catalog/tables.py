@@ -8,7 +8,10 @@ Portable across SQLite, PostgreSQL and MySQL/MariaDB (InnoDB, Galera-safe):
   MySQL (``DATETIME(6)``) with UTC re-attached on read (:class:`UtcDateTime`);
 * MySQL tables are ``utf8mb4`` with the binary collation, so text compares exactly as on the
   other backends (case-sensitive plan/target filters, distinct object keys);
-* every table has a primary key (Galera requires one).
+* every table has a primary key (Galera requires one);
+* claims between daemons are unique constraints, so the database arbitrates them:
+  ``runs.active_target`` (one RUNNING run per target) and ``restore_points (plan,
+  scheduled_for)`` (one restore point per plan firing).
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from bbr_orchestrator.core.models import LogStream, RunKind, RunState, TargetKind, Trigger
+from bbr_orchestrator.core.models import (
+    LogStream,
+    RestorePointState,
+    RunKind,
+    RunState,
+    TargetKind,
+    Trigger,
+)
 
 MYSQL_DIALECTS = ("mysql", "mariadb")
 
@@ -63,6 +73,10 @@ RUN_ID_LENGTH = 64
 NAME_LENGTH = 255
 #: Longest run-log line kept, in UTF-8 bytes; longer lines are cut and marked.
 MAX_LOG_LINE_BYTES = 64 * 1024
+#: The claims, named as the naming convention would name them (the repository recognises which
+#: one a unique violation broke by these names).
+ACTIVE_TARGET_KEY = "uq_runs_active_target"
+FIRING_KEY = "uq_restore_points_plan_scheduled_for"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -112,6 +126,35 @@ def _one_of(column: str, values: Iterable[StrEnum]) -> CheckConstraint:
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+# One row per plan firing (a "restore point": every step of the plan as one unit). The unique
+# (plan, scheduled_for) is the claim that makes one daemon, and only one, run a firing; a NULL
+# scheduled_for (started by hand) may repeat, as NULLs are distinct in unique indexes on every
+# backend.
+restore_points = Table(
+    "restore_points",
+    metadata,
+    Column("id", _run_id(), primary_key=True),
+    Column("plan", String(NAME_LENGTH), nullable=False),
+    Column("trigger_type", String(16), nullable=False),
+    Column("triggered_by", String(NAME_LENGTH), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("scheduled_for", UtcDateTime(), nullable=True),
+    Column("daemon_instance", String(NAME_LENGTH), nullable=True),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("summary", _long_text(), nullable=True),
+    _one_of("trigger_type", Trigger),
+    _one_of("state", RestorePointState),
+    # Also the index for last_scheduled_for (MAX over one plan).
+    UniqueConstraint("plan", "scheduled_for", name=FIRING_KEY),
+    Index("ix_restore_points_created_at", "created_at", "id"),
+    Index("ix_restore_points_plan_created_at", "plan", "created_at", "id"),
+    Index("ix_restore_points_state_created_at", "state", "created_at", "id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
 runs = Table(
     "runs",
     metadata,
@@ -134,6 +177,11 @@ runs = Table(
     Column("bytes_total", BigInteger, nullable=True),
     Column("daemon_instance", String(NAME_LENGTH), nullable=True),
     Column("log_object_key", String(1024), nullable=True),
+    # ``target`` while the run is RUNNING, NULL otherwise: the unique constraint on it is the
+    # claim that gives a target one running run across every daemon sharing the catalog.
+    Column("active_target", String(NAME_LENGTH), nullable=True),
+    Column("restore_point_id", _run_id(), ForeignKey("restore_points.id"), nullable=True),
+    Column("step", Integer, nullable=True),
     _one_of("kind", RunKind),
     _one_of("target_kind", TargetKind),
     _one_of("trigger_type", Trigger),
@@ -146,6 +194,8 @@ runs = Table(
     Index("ix_runs_target_created_at", "target", "created_at", "id"),
     Index("ix_runs_kind_created_at", "kind", "created_at", "id"),
     Index("ix_runs_state_created_at", "state", "created_at", "id"),
+    Index("ix_runs_restore_point_id", "restore_point_id"),
+    UniqueConstraint("active_target", name=ACTIVE_TARGET_KEY),
     **MYSQL_TABLE_OPTIONS,
 )
 

@@ -4,6 +4,9 @@ Each test session (each xdist worker) creates its own throwaway databases with r
 and drops them at the end. The servers must be running (127.0.0.1:5432 and :3306); when one
 is not reachable the tests fail with a message saying so. Override the admin URLs with
 ``BBR_TEST_POSTGRES_URL`` / ``BBR_TEST_MARIADB_URL``.
+
+``catalog`` is a ``SqlCatalog`` on each backend; ``any_catalog`` adds the unit tests'
+``MemoryCatalog``, so contract tests written against it hold the fake to the same behaviour.
 """
 
 from __future__ import annotations
@@ -22,8 +25,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bbr_orchestrator.adapters.catalog import SqlCatalog, open_catalog, upgrade
 from bbr_orchestrator.adapters.catalog.schema import Database
-from bbr_orchestrator.adapters.catalog.tables import artifacts, run_log, runs
-from bbr_orchestrator.core.models import NewRun, RunKind, TargetKind, Trigger, new_run_id
+from bbr_orchestrator.adapters.catalog.tables import artifacts, restore_points, run_log, runs
+from bbr_orchestrator.core.models import (
+    NewRestorePoint,
+    NewRun,
+    RunKind,
+    TargetKind,
+    Trigger,
+    new_run_id,
+)
+from bbr_orchestrator.ports import Catalog
+from tests.unit.fakes import MemoryCatalog
 
 BACKEND_NAMES = ("sqlite", "postgresql", "mariadb")
 BACKENDS = (
@@ -167,25 +179,61 @@ def empty_url(create_database: CreateDatabase, backend: str) -> str:
     return create_database(backend)
 
 
+class MigratedDatabases:
+    """One database per backend and session, upgraded to head on first use; tests share them."""
+
+    def __init__(self, servers: Servers) -> None:
+        self._servers = servers
+        self._urls: dict[str, str] = {}
+
+    def url(self, backend: str) -> str:
+        if backend not in self._urls:
+            url = self._servers.get(backend).create_database()
+            upgrade(url)
+            self._urls[backend] = url
+        return self._urls[backend]
+
+
 @pytest.fixture(scope="session")
-def migrated_url(servers: Servers, backend: str) -> str:
-    """One database per backend and session, upgraded to head; tests share it (see ``catalog``)."""
-    url = servers.get(backend).create_database()
-    upgrade(url)
-    return url
+def migrated(servers: Servers) -> MigratedDatabases:
+    return MigratedDatabases(servers)
+
+
+@pytest.fixture(scope="session")
+def migrated_url(migrated: MigratedDatabases, backend: str) -> str:
+    """The session's migrated database of the current backend (see ``catalog``)."""
+    return migrated.url(backend)
+
+
+def empty_catalog(url: str) -> None:
+    """Delete every row of every catalog table (children first)."""
+    db = Database(url)
+    try:
+        with db.engine.begin() as conn:
+            for table in (run_log, artifacts, runs, restore_points):
+                conn.execute(delete(table))
+    finally:
+        db.dispose()
 
 
 @pytest.fixture
 def catalog(migrated_url: str) -> Iterator[SqlCatalog]:
     """An open catalog on the session's migrated database, emptied before the test."""
-    db = Database(migrated_url)
-    try:
-        with db.engine.begin() as conn:
-            for table in (run_log, artifacts, runs):
-                conn.execute(delete(table))
-    finally:
-        db.dispose()
+    empty_catalog(migrated_url)
     with open_catalog(migrated_url) as opened:
+        yield opened
+
+
+@pytest.fixture(params=[*BACKENDS, pytest.param("memory", id="memory")])
+def any_catalog(request: pytest.FixtureRequest, migrated: MigratedDatabases) -> Iterator[Catalog]:
+    """The port on every SQL backend (emptied first) and on the unit tests' ``MemoryCatalog``,
+    so the fake is held to the same contract as the real thing."""
+    if request.param == "memory":
+        yield MemoryCatalog()
+        return
+    url = migrated.url(str(request.param))
+    empty_catalog(url)
+    with open_catalog(url) as opened:
         yield opened
 
 
@@ -212,5 +260,29 @@ def new_run() -> NewRunFactory:
         }
         values.update(fields)
         return NewRun(**values)  # type: ignore[arg-type]
+
+    return build
+
+
+NewPointFactory = Callable[..., NewRestorePoint]
+
+
+@pytest.fixture
+def new_point() -> NewPointFactory:
+    """Build a ``NewRestorePoint``: a random id at ``created_at`` (default ``T0``), plan
+    ``nightly-cf`` fired at ``scheduled_for`` (default ``T0`` on the minute), fields overridable."""
+
+    def build(created_at: datetime = T0, **fields: object) -> NewRestorePoint:
+        values: dict[str, object] = {
+            "id": new_run_id(created_at, secrets.token_hex(4)),
+            "plan": "nightly-cf",
+            "trigger": Trigger.SCHEDULE,
+            "triggered_by": "daemon:jumpbox-1",
+            "created_at": created_at,
+            "scheduled_for": T0.replace(second=0, microsecond=0),
+            "daemon_instance": "jumpbox-1",
+        }
+        values.update(fields)
+        return NewRestorePoint(**values)  # type: ignore[arg-type]
 
     return build

@@ -3,98 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import BigInteger, DateTime, Integer, String, inspect, text
-from sqlalchemy.types import TypeEngine
+from sqlalchemy import text
 
 from bbr_orchestrator.adapters.catalog import (
     current_revision,
+    downgrade,
     head_revision,
     open_catalog,
     upgrade,
 )
-from bbr_orchestrator.adapters.catalog.migrate import alembic_config
 from bbr_orchestrator.adapters.catalog.schema import Database
 from bbr_orchestrator.adapters.catalog.tables import metadata
 from bbr_orchestrator.errors import CatalogError, CatalogNotAtHead
+from tests.integration.catalog.schema_shape import describe_schema
 
-CATALOG_TABLES = {"runs", "artifacts", "run_log"}
+CATALOG_TABLES = {"runs", "artifacts", "run_log", "restore_points"}
 CreateDatabase = Callable[[str], str]
 
 
-def _type_family(type_: TypeEngine[Any]) -> str:
-    generic = type_.as_generic()
-    if isinstance(generic, DateTime):
-        return "datetime"
-    if isinstance(generic, BigInteger):
-        return "bigint"
-    if isinstance(generic, Integer):
-        return "integer"
-    if isinstance(generic, String):
-        return f"varchar({generic.length})" if generic.length else "text"
-    return type(generic).__name__
-
-
-def _describe_schema(url: str) -> dict[str, Any]:
-    """Tables, columns (type family, nullability), keys, indexes and checks, backend-neutral."""
-    db = Database(url)
-    try:
-        insp = inspect(db.engine)
-        schema: dict[str, Any] = {}
-        for table in sorted(insp.get_table_names()):
-            indexes = {
-                (ix["name"], tuple(ix["column_names"]), bool(ix["unique"]))
-                for ix in insp.get_indexes(table)
-            } | {
-                (uq["name"], tuple(uq["column_names"]), True)
-                for uq in insp.get_unique_constraints(table)
-            }
-            schema[table] = {
-                "columns": [
-                    (c["name"], _type_family(c["type"]), c["nullable"])
-                    for c in insp.get_columns(table)
-                ],
-                "primary_key": insp.get_pk_constraint(table)["constrained_columns"],
-                "foreign_keys": sorted(
-                    (
-                        tuple(fk["constrained_columns"]),
-                        fk["referred_table"],
-                        tuple(fk["referred_columns"]),
-                        (fk["options"].get("ondelete") or "").upper(),
-                    )
-                    for fk in insp.get_foreign_keys(table)
-                ),
-                "indexes": sorted(indexes),
-                "checks": sorted(str(ck["name"]) for ck in insp.get_check_constraints(table)),
-            }
-        return schema
-    finally:
-        db.dispose()
-
-
 def test_upgrade_on_empty_database_creates_the_catalog_tables(empty_url: str) -> None:
-    """Upgrading an empty database goes from no revision to head and creates the three tables."""
+    """Upgrading an empty database goes from no revision to head and creates the four tables."""
     assert current_revision(empty_url) is None
 
     assert upgrade(empty_url) == (None, head_revision())
 
     assert current_revision(empty_url) == head_revision()
-    tables = set(_describe_schema(empty_url))
+    tables = set(describe_schema(empty_url))
     assert tables == CATALOG_TABLES | {"alembic_version"}
 
 
 def test_upgrade_at_head_is_a_no_op(empty_url: str) -> None:
     """A second upgrade reports (head, head) and changes nothing."""
     upgrade(empty_url)
-    before = _describe_schema(empty_url)
+    before = describe_schema(empty_url)
 
     assert upgrade(empty_url) == (head_revision(), head_revision())
-    assert _describe_schema(empty_url) == before
+    assert describe_schema(empty_url) == before
 
 
 def test_schema_is_the_same_on_every_backend(create_database: CreateDatabase) -> None:
@@ -103,7 +51,7 @@ def test_schema_is_the_same_on_every_backend(create_database: CreateDatabase) ->
     for backend in ("sqlite", "postgresql", "mariadb"):
         url = create_database(backend)
         upgrade(url)
-        schemas[backend] = _describe_schema(url)
+        schemas[backend] = describe_schema(url)
 
     runs_indexes = {name for name, _, unique in schemas["sqlite"]["runs"]["indexes"]}
     assert runs_indexes == {
@@ -112,6 +60,15 @@ def test_schema_is_the_same_on_every_backend(create_database: CreateDatabase) ->
         "ix_runs_target_created_at",
         "ix_runs_kind_created_at",
         "ix_runs_state_created_at",
+        "ix_runs_restore_point_id",
+        "uq_runs_active_target",
+    }
+    points_indexes = {name for name, _, _ in schemas["sqlite"]["restore_points"]["indexes"]}
+    assert points_indexes == {
+        "ix_restore_points_created_at",
+        "ix_restore_points_plan_created_at",
+        "ix_restore_points_state_created_at",
+        "uq_restore_points_plan_scheduled_for",
     }
     assert schemas["postgresql"] == schemas["sqlite"]
     assert schemas["mariadb"] == schemas["sqlite"]
@@ -150,7 +107,7 @@ def test_mysql_tables_are_innodb_utf8mb4_binary(create_database: CreateDatabase)
 
 
 def test_postgresql_run_ids_use_the_c_collation(create_database: CreateDatabase) -> None:
-    """On PostgreSQL every run id column is COLLATE "C", so an id prefix is a key range."""
+    """On PostgreSQL every run (and restore point) id column is COLLATE "C": byte-wise order."""
     url = create_database("postgresql")
     upgrade(url)
     db = Database(url)
@@ -160,8 +117,9 @@ def test_postgresql_run_ids_use_the_c_collation(create_database: CreateDatabase)
                 text(
                     "SELECT table_name, column_name, collation_name"
                     " FROM information_schema.columns"
-                    " WHERE column_name IN ('id', 'run_id') AND table_schema = 'public'"
-                    "   AND table_name IN ('runs', 'artifacts', 'run_log')"
+                    " WHERE column_name IN ('id', 'run_id', 'restore_point_id')"
+                    "   AND table_schema = 'public'"
+                    "   AND table_name IN ('runs', 'artifacts', 'run_log', 'restore_points')"
                 )
             ).all()
     finally:
@@ -169,8 +127,10 @@ def test_postgresql_run_ids_use_the_c_collation(create_database: CreateDatabase)
     assert sorted(tuple(r) for r in rows) == [
         ("artifacts", "id", None),
         ("artifacts", "run_id", "C"),
+        ("restore_points", "id", "C"),
         ("run_log", "run_id", "C"),
         ("runs", "id", "C"),
+        ("runs", "restore_point_id", "C"),
     ]
 
 
@@ -197,14 +157,8 @@ def test_open_catalog_at_base_revision_asks_for_db_upgrade(empty_url: str) -> No
 def test_open_catalog_after_downgrade_asks_for_db_upgrade(empty_url: str) -> None:
     """A catalog migrated to head then downgraded to base is refused, and upgrading repairs it."""
     upgrade(empty_url)
-    db = Database(empty_url)
-    try:
-        with db.engine.connect() as conn:
-            command.downgrade(alembic_config(conn), "base")
-            conn.commit()
-    finally:
-        db.dispose()
-    assert set(_describe_schema(empty_url)) == {"alembic_version"}
+    assert downgrade(empty_url, "base") == (head_revision(), "base")
+    assert set(describe_schema(empty_url)) == {"alembic_version"}
 
     with pytest.raises(CatalogNotAtHead, match="bbr-orchestrator db upgrade"):
         open_catalog(empty_url)

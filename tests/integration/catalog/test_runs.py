@@ -80,8 +80,9 @@ def test_every_state_trigger_and_target_kind_can_be_stored(
     for state in RunState:
         for trigger in Trigger:
             for target_kind in TargetKind:
+                target = f"{state}-{trigger}-{target_kind}"  # one RUNNING run a target
                 run = catalog.create_run(
-                    new_run(state=state, trigger=trigger, target_kind=target_kind)
+                    new_run(state=state, trigger=trigger, target_kind=target_kind, target=target)
                 )
                 assert (run.state, run.trigger, run.target_kind) == (state, trigger, target_kind)
 
@@ -133,11 +134,13 @@ def test_list_runs_newest_first_with_limit(catalog: SqlCatalog, new_run: NewRunF
 
 
 def _mixed_runs(catalog: SqlCatalog, new_run: NewRunFactory) -> list[Run]:
-    """Twelve runs over three plans, two targets, three kinds, three states, twelve hours."""
+    """Twelve runs over three plans, two targets, three kinds, three states, twelve hours.
+
+    None is RUNNING: a target holds one running run at a time."""
     plans = ["nightly-cf", "hourly-director", None]
     targets = ["cf", "director"]
     kinds = [RunKind.BACKUP, RunKind.PRE_BACKUP_CHECK, RunKind.RESTORE]
-    states = [RunState.SUCCEEDED, RunState.FAILED, RunState.RUNNING]
+    states = [RunState.SUCCEEDED, RunState.FAILED, RunState.QUEUED]
     return [
         catalog.create_run(
             new_run(
