@@ -134,6 +134,14 @@ class RestorePointNotFound(OrchestratorError):
         super().__init__(f"restore point {restore_point_id}: no such restore point")
 
 
+class DaemonNotRunning(OrchestratorError):
+    """No daemon answers at the pid file (for ``reload``)."""
+
+    def __init__(self, pid_file: str, reason: str) -> None:
+        self.pid_file = pid_file
+        super().__init__(f"no running daemon found by {pid_file}: {reason}")
+
+
 class ArtifactConflict(OrchestratorError):
     """An artifact with this object key is already recorded for the run."""
 

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from datetime import datetime
 from typing import Any, TextIO
 
 import structlog
@@ -58,6 +59,14 @@ class Redactor:
 redactor = Redactor()
 
 
+def iso_datetimes(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Datetimes as ISO 8601 text (JSON has no datetime; ``repr`` would be unreadable)."""
+    for key, value in event_dict.items():
+        if isinstance(value, datetime):
+            event_dict[key] = value.isoformat()
+    return event_dict
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging through one pipeline writing to ``stream`` (stderr)."""
     out = stream or sys.stderr
@@ -67,6 +76,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        iso_datetimes,
         redactor,
     ]
     renderer: Any = (

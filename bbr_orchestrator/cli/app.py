@@ -95,6 +95,7 @@ def _register() -> None:
     cli.add_command(check_cmd.check)
     cli.add_command(daemon_cmd.daemon)
     cli.add_command(daemon_cmd.queue)
+    cli.add_command(daemon_cmd.reload)
     cli.add_command(daemon_cmd.points)
 
 

@@ -30,6 +30,29 @@ def daemon(ctx: Context) -> None:
     raise click.exceptions.Exit(runner.run())
 
 
+@click.command("reload")
+@pass_context
+def reload(ctx: Context) -> None:
+    """Validate the config file, then ask the running daemon to reload it (SIGHUP).
+
+    An invalid file is reported here (every problem, by path; exit 2) and the daemon is not
+    disturbed. Under systemd, `systemctl reload bbr-orchestrator` does the same.
+    """
+    import signal
+
+    from bbr_orchestrator.errors import DaemonNotRunning
+    from bbr_orchestrator.service.daemon import pid_file
+
+    config = ctx.config()  # raises ConfigError (exit 2) listing every problem
+    path = pid_file(config)
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise DaemonNotRunning(str(path), str(exc)) from exc
+    click.echo(f"config {ctx.config_path} is valid; asked daemon {pid} to reload it")
+
+
 @click.command("queue")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context

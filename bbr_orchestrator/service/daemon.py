@@ -9,11 +9,12 @@ thread keeps every active row of this daemon alive in the catalog.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Protocol
@@ -108,7 +109,7 @@ class Daemon:
 
     def run(self) -> int:
         config = self.config
-        with wiring.open_catalog(config) as catalog:
+        with wiring.open_catalog(config) as catalog, PidFile(pid_file(config)):
             heartbeat = Heartbeat(
                 catalog, self.clock, self.owner, config.daemon.heartbeat_interval.total_seconds()
             )
@@ -127,8 +128,11 @@ class Daemon:
             heartbeat.start()
             try:
                 self._reap(catalog)
-                self._catch_up(catalog, launcher, config)
+                # The last firing of each plan is read before the scheduler starts (it may claim
+                # a new one at once), and the catch-up runs after (no firing falls in between).
+                lasts = {p.name: catalog.last_scheduled_for(p.name) for p in config.plans}
                 scheduler.start()
+                self._catch_up(lasts, launcher, config)
                 self._announce(config)
                 self._loop(catalog, scheduler, launcher, slots)
             finally:
@@ -225,14 +229,16 @@ class Daemon:
         if plan is not None:
             launcher.record_missed(plan, event.scheduled_run_time, "missed by the scheduler")
 
-    def _catch_up(self, catalog: Catalog, launcher: PointLauncher, config: Config) -> None:
+    def _catch_up(
+        self, lasts: dict[str, datetime | None], launcher: PointLauncher, config: Config
+    ) -> None:
         """Firings since the last one recorded: the newest within the grace runs now; older
-        ones are recorded as missed."""
+        ones are recorded as missed. (One the scheduler claims meanwhile is claimed once.)"""
         now = self.clock.now()
         for plan in config.plans:
             if plan.paused:
                 continue
-            last = catalog.last_scheduled_for(plan.name)
+            last = lasts.get(plan.name)
             plan_catch_up = catch_up(trigger(plan), last, now, config.daemon.misfire_grace)
             for moment in plan_catch_up.missed:
                 launcher.record_missed(plan, moment, "no daemon was running")
@@ -322,6 +328,31 @@ class Daemon:
             launcher.join(self.tick)
             if watchdog is not None:
                 self.notifier.watchdog()
+
+
+def pid_file(config: Config) -> Path:
+    """Where the daemon writes its pid (for ``bbr-orchestrator reload``)."""
+    return config.state_dir / "daemon.pid"
+
+
+class PidFile:
+    """Writes this process's pid for the ``with`` block; removes it after, if still ours."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pid = str(os.getpid())
+
+    def __enter__(self) -> PidFile:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.write_text(self.pid + "\n", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.path.read_text(encoding="utf-8").strip() == self.pid:
+                self.path.unlink()
+        except OSError:
+            return
 
 
 def _metrics_url(config: Config) -> str:

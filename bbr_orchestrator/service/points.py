@@ -171,21 +171,25 @@ class PointLauncher:
             )
 
     def _fail(self, point: RestorePoint, summary: str) -> None:
-        """Close the restore point and every step still queued, so nothing stays active."""
+        """Close the restore point and every step still active (queued: cancelled; running:
+        failed), so no row stays active behind this daemon's live heartbeat."""
+        active = frozenset({RunState.QUEUED, RunState.RUNNING})
         try:
-            queued = self._catalog.list_runs(
-                RunFilter(restore_point_id=point.id, state=RunState.QUEUED, limit=100)
+            steps = self._catalog.list_runs(
+                RunFilter(restore_point_id=point.id, states=active, limit=100)
             )
-            for run in queued:
+            for run in steps:
+                ends = RunState.CANCELLED if run.state is RunState.QUEUED else RunState.FAILED
+                outcome = "skipped" if run.state is RunState.QUEUED else "error"
                 self._catalog.transition(
                     run.id,
-                    [RunState.QUEUED],
-                    RunState.CANCELLED,
-                    RunUpdate(finished_at=self._clock.now(), outcome="skipped",
+                    [run.state],
+                    ends,
+                    RunUpdate(finished_at=self._clock.now(), outcome=outcome,
                               error_summary=summary[:2000]),
                 )  # fmt: skip
         except OrchestratorError as exc:
-            log.error("queued_steps_not_closed", restore_point_id=point.id, error=str(exc))
+            log.error("steps_not_closed", restore_point_id=point.id, error=str(exc))
         try:
             self._catalog.transition_restore_point(
                 point.id,

@@ -45,6 +45,10 @@ def test_every_command_has_help() -> None:
         ["run"],
         ["plans"],
         ["check"],
+        ["daemon"],
+        ["reload"],
+        ["queue"],
+        ["points"],
     ):
         result = cli(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)

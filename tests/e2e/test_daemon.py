@@ -423,8 +423,8 @@ def test_twenty_targets_on_three_jumpboxes_respect_the_limits(bed: Bed) -> None:
 def test_invalid_config_on_reload_is_rejected_and_the_old_schedule_keeps_running(
     bed: Bed,
 ) -> None:
-    """SIGHUP with a broken config: errors logged by path, old schedule still fires; a valid
-    reload then takes effect (the plan paused: no more firings)."""
+    """A broken config: `reload` refuses it (exit 2) and so does the daemon on SIGHUP, errors
+    by path, old schedule still firing; a valid `reload` then takes effect (plan paused)."""
     token = _token()
     director = f"dir-{token}"
     plan = {
@@ -446,7 +446,9 @@ def test_invalid_config_on_reload_is_rejected_and_the_old_schedule_keeps_running
     broken["plans"][0]["schedule"] = "every night"
     broken["jumpboxes"][0]["port"] = 0
     bed.write_config(broken)
-    daemon.signal(signal.SIGHUP)
+    refused = bed.cli(config, "reload")
+    assert refused.returncode == 2 and "plans[0].schedule" in refused.stderr, refused.stderr
+    daemon.signal(signal.SIGHUP)  # straight to the daemon: it must validate too
     rejected = daemon.wait_event("config_reload_rejected", timeout=30)
     assert any(e.startswith("plans[0].schedule") for e in rejected["errors"]), rejected
     assert any(e.startswith("jumpboxes[0].port") for e in rejected["errors"]), rejected
@@ -459,7 +461,8 @@ def test_invalid_config_on_reload_is_rejected_and_the_old_schedule_keeps_running
     paused = json.loads(json.dumps(data))
     paused["plans"][0]["paused"] = True
     bed.write_config(paused)
-    daemon.signal(signal.SIGHUP)
+    asked = bed.cli(config, "reload")
+    assert asked.returncode == 0, asked.stderr
     daemon.wait_event("config_reloaded", timeout=30)
     time.sleep(1)
     settled = len(_points(bed, plan["name"]))
@@ -467,3 +470,101 @@ def test_invalid_config_on_reload_is_rejected_and_the_old_schedule_keeps_running
     assert len(_points(bed, plan["name"])) == settled
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit(60) == 0
+
+
+def test_firings_missed_while_down_are_recorded_and_the_latest_runs_once(bed: Bed) -> None:
+    """Down for longer than the misfire grace: the firings older than the grace are recorded
+    as missed, the newest runs once on start, and no firing goes unaccounted for."""
+    token = _token()
+    director = f"dir-{token}"
+    plan = {
+        "name": f"missed-{token}",
+        "targets": [director],
+        "schedule": "*/2 * * * * *",
+        "timezone": "UTC",
+        "pre_backup_check": False,
+    }
+    data = bed.config([bed.director(director, _host())], [plan], daemon={"misfire_grace": "3s"})
+    config = _migrated(bed, data)
+    first = bed.start_daemon(config, "before")
+    wait_until(
+        "a first complete firing",
+        lambda: _points(bed, plan["name"], RestorePointState.COMPLETE),
+        timeout=60,
+    )
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit(60) == 0
+    time.sleep(10)
+    restarted = time.time()
+    second = bed.start_daemon(config, "after")
+    caught = second.wait_event("firing_caught_up", timeout=30)
+    wait_until(
+        "a complete firing after the restart",
+        lambda: [
+            p
+            for p in _points(bed, plan["name"], RestorePointState.COMPLETE)
+            if p.created_at.timestamp() >= restarted
+        ],
+        timeout=60,
+    )
+    second.signal(signal.SIGTERM)
+    assert second.wait_exit(60) == 0
+    points = _points(bed, plan["name"])
+    missed = [p for p in points if p.state is RestorePointState.MISSED]
+    assert len(missed) >= 3, [(p.scheduled_for, p.state) for p in points]
+    assert all("no daemon was running" in (p.summary or "") for p in missed)
+    caught_up = [
+        p
+        for p in points
+        if p.scheduled_for and p.scheduled_for.isoformat() == caught["scheduled_for"]
+    ]
+    assert [p.state for p in caught_up] == [RestorePointState.COMPLETE]
+    firings = sorted(p.scheduled_for for p in points if p.scheduled_for is not None)
+    assert len(firings) == len(set(firings)), "a firing was recorded twice"
+    _assert_no_gaps(firings, seconds=2)
+
+
+def test_sigkill_mid_upload_leaves_no_open_multipart_upload(bed: Bed) -> None:
+    """A daemon killed while streaming an artifact to S3: its successor aborts the open
+    multipart upload, cleans up, and the catalog says interrupted (no half backup claimed)."""
+    token = _token()
+    director, host = f"dir-{token}", _host()
+    plan = {
+        "name": f"upload-{token}",
+        "targets": [director],
+        "schedule": "0 0 1 1 *",
+        "timezone": "UTC",
+        "pre_backup_check": False,
+    }
+    data = bed.config([bed.director(director, host)], [plan])
+    config = _migrated(bed, data)
+    bbrsim.set_faults(
+        bed.bbr_state,
+        bbrsim.Faults(
+            target=host,
+            commands=["backup"],
+            once=True,
+            large_artifacts={"fake-blobstore": 400 * 1024 * 1024},
+        ),
+    )
+    plan["schedule"] = _once_soon(6)
+    bed.write_config(data)
+    first = bed.start_daemon(config, "doomed")
+    victim = wait_until("a running backup", lambda: _running_backup(bed, director), timeout=60)
+    wait_until("an open multipart upload", lambda: _open_uploads(bed), timeout=120)
+    first.stop()  # SIGKILL mid-upload
+    assert _open_uploads(bed), "the upload was still open when the daemon died"
+    second = bed.start_daemon(config, "successor")
+    second.wait_event("run_reaped", timeout=60)
+    with bed.catalog() as catalog:
+        reaped = catalog.get_run(victim.id)
+        notes = [line.text for line in catalog.read_log(victim.id)]
+        stored = catalog.list_artifacts(victim.id)
+    assert reaped.state is RunState.INTERRUPTED
+    assert any("aborted 1 open multipart upload(s)" in n for n in notes), notes
+    assert _open_uploads(bed) == []
+    assert not any(k.endswith("/manifest.json") for k in _bucket_keys(bed))
+    assert not any(a.object_key.endswith("/manifest.json") for a in stored)
+    assert not bbrsim.is_busy(bed.bbr_state, host)
+    second.signal(signal.SIGTERM)
+    assert second.wait_exit(60) == 0

@@ -88,3 +88,22 @@ def test_resolved_secrets_and_sensitive_keys_are_redacted() -> None:
     text = stream.getvalue()
     assert "p@ssw0rd-4-redaction" not in text and "plain-field-value" not in text
     assert text.count(REDACTED) == 3
+
+
+def test_datetimes_in_log_events_are_iso_8601() -> None:
+    """A datetime field renders as ISO 8601 in a JSON log line, not as a Python repr."""
+    import io
+    import json
+    from datetime import UTC, datetime
+
+    import structlog
+
+    from bbr_orchestrator.log import configure_logging
+
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    structlog.get_logger("t").info(
+        "firing_claimed", scheduled_for=datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+    )
+    line = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert line["scheduled_for"] == "2026-11-27T02:00:00+00:00"
