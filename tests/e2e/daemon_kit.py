@@ -228,7 +228,9 @@ class Bed:
             check=False,
         )
 
-    def start_daemon(self, config: Path, name: str = "a") -> DaemonProcess:
+    def start_daemon(
+        self, config: Path, name: str = "a", env: dict[str, str] | None = None
+    ) -> DaemonProcess:
         log_path = self.base / f"daemon-{name}-{len(self.daemons)}.log"
         with log_path.open("wb") as sink:
             process = subprocess.Popen(
@@ -236,6 +238,7 @@ class Bed:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
             )
         daemon = DaemonProcess(name, process, log_path)
         self.daemons.append(daemon)

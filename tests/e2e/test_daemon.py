@@ -6,6 +6,8 @@ import itertools
 import json
 import secrets
 import signal
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -568,3 +570,52 @@ def test_sigkill_mid_upload_leaves_no_open_multipart_upload(bed: Bed) -> None:
     assert not bbrsim.is_busy(bed.bbr_state, host)
     second.signal(signal.SIGTERM)
     assert second.wait_exit(60) == 0
+
+
+def test_the_daemon_speaks_the_systemd_notify_protocol(bed: Bed, tmp_path: Path) -> None:
+    """Under systemd ($NOTIFY_SOCKET): READY=1, STATUS lines, WATCHDOG=1 pings at half the
+    watchdog interval, RELOADING=1 on SIGHUP, STOPPING=1 on SIGTERM."""
+    token = _token()
+    director = f"dir-{token}"
+    plan = {
+        "name": f"notify-{token}",
+        "targets": [director],
+        "schedule": "0 0 1 1 *",
+        "timezone": "UTC",
+    }
+    config = _migrated(bed, bed.config([bed.director(director, _host())], [plan]))
+    received: list[str] = []
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(0.5)
+
+        def listen() -> None:
+            while not stopped.is_set():
+                try:
+                    received.append(server.recv(4096).decode())
+                except TimeoutError:
+                    continue
+
+        stopped = threading.Event()
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"}
+        daemon = bed.start_daemon(config, env=env)
+        wait_until("READY=1", lambda: any("READY=1" in m for m in received), timeout=30)
+        wait_until(
+            "three watchdog pings",
+            lambda: sum("WATCHDOG=1" in m for m in received) >= 3,
+            timeout=15,
+        )
+        daemon.signal(signal.SIGHUP)
+        wait_until("RELOADING=1", lambda: any("RELOADING=1" in m for m in received), timeout=15)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit(30) == 0
+        stopped.set()
+        listener.join(5)
+    assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in received), received
+    assert any("STOPPING=1" in m for m in received), received
+    ready = next(i for i, m in enumerate(received) if "READY=1" in m)
+    stopping = next(i for i, m in enumerate(received) if "STOPPING=1" in m)
+    assert ready < stopping
