@@ -22,13 +22,16 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
-from bbr_orchestrator.actions.store_artifact import load_metadata
-from bbr_orchestrator.actions.upload import Progress
-from bbr_orchestrator.core.bbr_metadata import (
-    expected_tar_checksums,
-    verify_members,
+from bbr_orchestrator.actions.stored_backup import (
+    METADATA,
+    check_digest,
+    check_layout,
+    read_small,
+    tar_checksums,
 )
-from bbr_orchestrator.core.layout import MANIFEST_NAME, Manifest, ManifestObject, parse_manifest
+from bbr_orchestrator.actions.upload import Progress
+from bbr_orchestrator.core.bbr_metadata import verify_members
+from bbr_orchestrator.core.layout import Manifest, ManifestObject, parse_manifest
 from bbr_orchestrator.core.tar_stream import TarHasher
 from bbr_orchestrator.errors import (
     ArtifactCorrupt,
@@ -41,7 +44,6 @@ from bbr_orchestrator.ports import FileTransfer, Jumpbox, ObjectStore, ReadStrea
 
 log = structlog.get_logger(__name__)
 
-METADATA = "metadata"
 MiB = 1024 * 1024
 _TIMEOUT = 60
 
@@ -99,9 +101,11 @@ def fetch_artifact(
     found = store.head(manifest_key)
     if found is None:
         raise BackupIncomplete(manifest_key, "no manifest")
-    manifest = parse_manifest(_read_small(store, manifest_key, found.size, settings), manifest_key)
+    manifest = parse_manifest(
+        read_small(store, manifest_key, found.size, settings.small_limit), manifest_key
+    )
     objects = {o.name: o for o in manifest.objects}
-    _check_layout(manifest, manifest_key, objects)
+    check_layout(manifest, manifest_key, objects)
     for obj in manifest.objects:
         stored = store.head(obj.key)
         if stored is None:
@@ -110,9 +114,9 @@ def fetch_artifact(
             reason = f"the store holds {stored.size} bytes, the manifest records {obj.size}"
             raise ArtifactCorrupt(obj.key, None, reason)
     metadata = objects[METADATA]
-    raw = _read_small(store, metadata.key, metadata.size, settings)
-    _check_digest(metadata, len(raw), hashlib.sha256(raw).hexdigest())
-    expected = _tar_checksums(raw, metadata.key, manifest_key, objects)
+    raw = read_small(store, metadata.key, metadata.size, settings.small_limit)
+    check_digest(metadata, len(raw), hashlib.sha256(raw).hexdigest())
+    expected = tar_checksums(raw, metadata.key, manifest_key, objects)
     path = f"{workdir.rstrip('/')}/{manifest.artifact_dir}"
     _make_dir(jumpbox, path)
     copier = _Copier(jumpbox, connect, settings, progress)
@@ -130,65 +134,6 @@ def fetch_artifact(
     total = sum(o.size for o in manifest.objects)
     log.info("artifact_fetched", path=path, objects=len(objects), size_bytes=total)
     return FetchedArtifact(manifest.artifact_dir, path, manifest)
-
-
-def _check_layout(manifest: Manifest, key: str, objects: Mapping[str, ManifestObject]) -> None:
-    """Names are single path components and every object lives next to the manifest."""
-    base, _, last = key.rpartition("/")
-    dirs = base.rpartition("/")[2]
-    if last != MANIFEST_NAME or manifest.artifact_dir != dirs or not _component(dirs):
-        reason = f"artifact directory {manifest.artifact_dir!r} does not match the key"
-        raise ArtifactCorrupt(key, None, reason)
-    for obj in objects.values():
-        if not _component(obj.name) or obj.key != f"{base}/{obj.name}":
-            raise ArtifactCorrupt(key, None, f"object {obj.name!r} has a foreign key {obj.key!r}")
-    if METADATA not in objects:
-        raise ArtifactCorrupt(key, None, "the manifest lists no bbr metadata")
-
-
-def _component(name: str) -> bool:
-    return bool(name) and name not in (".", "..", MANIFEST_NAME) and not {"/", "\0"} & set(name)
-
-
-def _read_small(store: ObjectStore, key: str, size: int, settings: FetchSettings) -> bytes:
-    """A whole small object (manifest, metadata) in memory; exactly ``size`` bytes."""
-    if size > settings.small_limit:
-        raise ArtifactCorrupt(key, None, f"{size} bytes is too large to read into memory")
-    buffer = bytearray(size + 1)  # one spare byte: an object longer than expected is caught
-    stream = store.open_read(key, 0)
-    try:
-        got = 0
-        while got <= size and (n := stream.readinto(memoryview(buffer)[got:])):
-            got += n
-    finally:
-        stream.close()
-    if got != size:
-        what = f"longer than {size} bytes" if got > size else f"ended after {got} of {size} bytes"
-        raise ArtifactCorrupt(key, None, what)
-    return bytes(buffer[:size])
-
-
-def _check_digest(obj: ManifestObject, size: int, sha256: str) -> None:
-    if size != obj.size:
-        reason = f"{size} bytes arrived, the manifest records {obj.size}"
-        raise ArtifactCorrupt(obj.key, None, reason)
-    if sha256 != obj.sha256:
-        reason = f"SHA-256 is {sha256}, the manifest records {obj.sha256}"
-        raise ArtifactCorrupt(obj.key, None, reason)
-
-
-def _tar_checksums(
-    raw: bytes, source: str, manifest_key: str, objects: Mapping[str, ManifestObject]
-) -> dict[str, dict[str, str]]:
-    """bbr's per-tar member checksums; every tar it lists is stored and vice versa."""
-    expected = expected_tar_checksums(load_metadata(raw, source))
-    missing = sorted(set(expected) - set(objects))
-    if missing:
-        raise ArtifactCorrupt(manifest_key, missing[0], "listed in metadata but not stored")
-    unlisted = sorted(n for n in objects if n.endswith(".tar") and n not in expected)
-    if unlisted:
-        raise ArtifactCorrupt(objects[unlisted[0]].key, None, "a tar that metadata does not list")
-    return expected
 
 
 def _run(jumpbox: Jumpbox, argv: tuple[str, ...]) -> str | None:
@@ -278,7 +223,7 @@ class _Copier:
                         self.progress(n)
                 if tar is not None and members is not None and total == obj.size:
                     verify_members(obj.key, tar.close(), members)
-                _check_digest(obj, total, digest.hexdigest())
+                check_digest(obj, total, digest.hexdigest())
             except BaseException:
                 _abort(writer)
                 raise
