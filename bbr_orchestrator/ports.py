@@ -19,6 +19,7 @@ from bbr_orchestrator.core.models import (
     Run,
     RunFilter,
     RunState,
+    RunStats,
     RunUpdate,
 )
 
@@ -226,6 +227,12 @@ class Catalog(Protocol):
         """Mark an active run ``INTERRUPTED`` only if its heartbeat is still older than the
         bound (so two reapers, or a run that came back to life, cannot both win); inserts
         ``successor`` in the same transaction. ``None`` when the run was not stale any more."""
+        ...
+
+    def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:
+        """Aggregates of finished runs per ``(plan, target, kind)`` (runs without a start time
+        count everywhere but in the durations), with duration histogram buckets at
+        ``duration_bounds`` seconds (ascending). One round of queries, whatever the history."""
         ...
 
     # -- restore points (plan firings) ----------------------------------------------------

@@ -296,6 +296,21 @@ class MetricsConfig(_Model):
         default="127.0.0.1", description="Address to listen on (loopback unless you need more)."
     )
     port: Port = Field(default=9613, description="Port of the /metrics endpoint.")
+    refresh_interval: Duration = Field(
+        default=timedelta(seconds=15),
+        description="How often the run metrics are rebuilt from the catalog.",
+    )
+    probe_interval: Duration = Field(
+        default=timedelta(seconds=60),
+        description=(
+            "How often the object store (a listing of one key under the prefix) and each "
+            "jumpbox (an SSH connection, host key verified) are probed."
+        ),
+    )
+    probe_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="How long one probe may take before its dependency counts as down.",
+    )
 
 
 class DaemonConfig(_Model):

@@ -236,3 +236,29 @@ def new_run_id(now: datetime, token: str) -> str:
     if len(token) != 8 or any(c not in "0123456789abcdef" for c in token):
         raise ValueError("token must be 8 lowercase hex characters")
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{token}"
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What the catalog knows about the finished runs of one ``(plan, target, kind)``: the
+    source of every metric, so a restart (or another daemon) exports the same values."""
+
+    plan: str | None
+    target: str
+    kind: RunKind
+    finished: int
+    """Finished runs (every final state)."""
+    outcome_counts: tuple[tuple[str, int], ...]
+    """``(outcome, count)`` over finished runs, sorted by outcome (``state`` when no outcome)."""
+    last_attempt_at: datetime | None
+    last_outcome: str | None
+    last_success_at: datetime | None
+    last_success_bytes: int | None
+    bytes_succeeded_total: int
+    """Sum of ``bytes_total`` over succeeded runs (bytes stored by them)."""
+    last_unlock_failed_at: datetime | None
+    """Finish time of the latest run whose outcome includes ``unlock-failed``."""
+    duration_count: int
+    duration_sum_seconds: float
+    duration_buckets: tuple[int, ...]
+    """Cumulative counts of durations ``<=`` each requested bound, in the bounds' order."""

@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bbr_orchestrator.actions.heartbeat import Heartbeat, owner_id
 from bbr_orchestrator.actions.recovery import reap
 from bbr_orchestrator.actions.run_claim import Requester
-from bbr_orchestrator.adapters.metrics import DaemonMetrics
+from bbr_orchestrator.adapters.metrics import DaemonMetrics, MetricsServer
 from bbr_orchestrator.config import Config, load_config
 from bbr_orchestrator.config.schema import PlanConfig
 from bbr_orchestrator.core.models import Trigger
@@ -34,6 +34,7 @@ from bbr_orchestrator.errors import ConfigError, OrchestratorError
 from bbr_orchestrator.ports import Catalog, Clock
 from bbr_orchestrator.service import wiring
 from bbr_orchestrator.service.firings import catch_up, current_firing
+from bbr_orchestrator.service.metrics_feed import MetricsFeed
 from bbr_orchestrator.service.points import PointLauncher
 from bbr_orchestrator.service.schedule import plan_schedules, trigger
 from bbr_orchestrator.service.slots import Slots
@@ -81,7 +82,8 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
-        self.metrics: DaemonMetrics = wiring.daemon_metrics(self.owner)
+        self.metrics: DaemonMetrics = wiring.daemon_metrics()
+        self._feed: MetricsFeed | None = None
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -120,11 +122,7 @@ class Daemon:
             scheduler = BackgroundScheduler(timezone=UTC)
             scheduler.add_listener(lambda event: self._on_missed(launcher, event), EVENT_JOB_MISSED)
             self._schedule(scheduler, launcher, config)
-            metrics = self.metrics
-            server = None
-            if config.metrics.enabled:
-                server = metrics.serve(config.metrics.listen_address, config.metrics.port)
-                log.info("metrics_listening", url=_metrics_url(config))
+            server = self._serve_metrics(catalog, config)
             heartbeat.start()
             try:
                 self._reap(catalog)
@@ -140,13 +138,35 @@ class Daemon:
                 heartbeat.stop()
                 if server is not None:
                     server.shutdown()
+                if self._feed is not None:
+                    self._feed.stop()
         log.info("daemon_stopped", owner=self.owner)
         return 0
 
+    def _serve_metrics(self, catalog: Catalog, config: Config) -> MetricsServer | None:
+        """Rebuild every metric from the catalog (and probe once) BEFORE listening, so the
+        first scrape after a start is already complete; then keep them fresh."""
+        if not config.metrics.enabled:
+            return None
+        from bbr_orchestrator import __version__
+
+        self._count_plans(config)
+        self._feed = MetricsFeed(catalog, self.clock, config, self.metrics.publish, __version__)
+        self._feed.start()
+        try:
+            server = self.metrics.serve(config.metrics.listen_address, config.metrics.port)
+        except OrchestratorError:
+            self._feed.stop()
+            raise
+        log.info("metrics_listening", url=_metrics_url(config, server.port))
+        return server
+
+    def _count_plans(self, config: Config) -> None:
+        paused = sum(p.paused for p in config.plans)
+        self.metrics.set_plans(len(config.plans) - paused, paused)
+
     def _announce(self, config: Config) -> None:
         plans = plan_schedules(config.plans, self.clock.now())
-        paused = sum(p.paused for p in plans)
-        self.metrics.set_plans(len(plans) - paused, paused)
         for plan in plans:
             log.info(
                 "plan_scheduled",
@@ -270,8 +290,9 @@ class Daemon:
         self.config = new
         slots.resize(new.daemon.max_parallel, _per_jumpbox(new))
         self._schedule(scheduler, launcher, new)
-        paused = sum(p.paused for p in new.plans)
-        self.metrics.set_plans(len(new.plans) - paused, paused)
+        self._count_plans(new)
+        if self._feed is not None:
+            self._feed.use_config(new)
         log.info("config_reloaded", path=str(self.config_path), plans=len(new.plans))
         self.notifier.ready(f"config reloaded; running {len(new.plans)} plan(s)")
 
@@ -355,10 +376,10 @@ class PidFile:
             return
 
 
-def _metrics_url(config: Config) -> str:
+def _metrics_url(config: Config, port: int) -> str:
     host = config.metrics.listen_address
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{config.metrics.port}/metrics"
+    return f"http://{host}:{port}/metrics"
 
 
 def _plan(config: Config, name: str) -> PlanConfig | None:

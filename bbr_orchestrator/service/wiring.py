@@ -5,7 +5,8 @@ The only module that knows both the adapters and the actions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from bbr_orchestrator.actions.backup_storage import Storage
 from bbr_orchestrator.actions.bbr_operation import TargetRun, run_operation
@@ -15,7 +16,7 @@ from bbr_orchestrator.actions.recovery import CleanupRunner, RecoveryTarget, Tar
 from bbr_orchestrator.actions.run_claim import Requester
 from bbr_orchestrator.adapters import catalog as sql_catalog
 from bbr_orchestrator.adapters.metrics import DaemonMetrics
-from bbr_orchestrator.adapters.s3 import S3ObjectStore
+from bbr_orchestrator.adapters.s3 import ClientLimits, RetryPolicy, S3ObjectStore
 from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
 from bbr_orchestrator.adapters.systemd import SystemdNotifier
 from bbr_orchestrator.config import Config
@@ -213,11 +214,36 @@ def notifier(environ: Mapping[str, str]) -> SystemdNotifier:
     return SystemdNotifier.from_env(environ)
 
 
-def daemon_metrics(owner: str) -> DaemonMetrics:
-    """The daemon's metrics registry."""
-    from bbr_orchestrator import __version__
+def daemon_metrics() -> DaemonMetrics:
+    """The daemon's metrics registry (nothing per process in it: a restart scrapes the same)."""
+    return DaemonMetrics.create()
 
-    return DaemonMetrics.create(__version__, owner)
+
+def storage_probe(config: Config, timeout: float) -> Callable[[], None]:
+    """Lists at most one key under the prefix (one request, no retry); raises when the store
+    does not answer, refuses the credentials or has no such bucket."""
+    store = S3ObjectStore.from_config(
+        config.object_store,
+        limits=ClientLimits(connect_timeout=timeout, read_timeout=timeout, parallel_parts=1),
+        retry=RetryPolicy(attempts=1),
+    )
+    prefix = config.object_store.prefix
+
+    def probe() -> None:
+        next(iter(store.list(prefix, page_size=1)), None)
+
+    return probe
+
+
+def jumpbox_probe(config: Config, jumpbox: str, timeout: float) -> Callable[[], None]:
+    """Opens an SSH connection to the jumpbox (host key verified) and closes it at once."""
+    settings = ssh_settings(config.jumpbox(jumpbox))
+    settings = replace(settings, connect_timeout=min(settings.connect_timeout, timeout))
+
+    def probe() -> None:
+        SshJumpbox.connect(settings).close()
+
+    return probe
 
 
 def opsman_run(config: Config, target_name: str, plan: str | None = None) -> OpsmanRun:

@@ -8,9 +8,11 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -247,6 +250,37 @@ class Bed:
     def catalog(self) -> SqlCatalog:
         return open_catalog(self.catalog_url)
 
+    def with_metrics(self, data: dict[str, Any], port: int, **settings: str) -> dict[str, Any]:
+        """``data`` with the metrics endpoint on loopback ``port`` (one daemon per config),
+        refreshed every second unless ``settings`` say otherwise."""
+        metrics = {"enabled": True, "listen_address": "127.0.0.1", "port": port}
+        metrics.update({"refresh_interval": "1s", "probe_interval": "2s", "probe_timeout": "5s"})
+        metrics.update(settings)
+        return {**data, "metrics": metrics}
+
     def stop_all(self) -> None:
         for daemon in self.daemons:
             daemon.stop()
+
+
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""A parsed scrape: ``(sample name, sorted labels) -> value``."""
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(url: str) -> Scrape:
+    """Fetch a /metrics page and parse it as Prometheus does."""
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a test URL
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from bbr_orchestrator.core.models import (
     Run,
     RunFilter,
     RunState,
+    RunStats,
     RunUpdate,
 )
 from bbr_orchestrator.errors import (
@@ -178,6 +180,62 @@ class MemoryCatalog:
                 return None
             changed = dataclasses.replace(run, state=RunState.INTERRUPTED, **_changes(update))
             return self._commit(changed, successor)
+
+    def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:
+        """The SQL catalog's aggregates, computed over the dict (same order, same values)."""
+        bounds = [float(b) for b in duration_bounds]
+        if any(math.isnan(b) for b in bounds):
+            raise ValueError("run_stats: a duration bound must be a number, got nan")
+        groups: dict[tuple[str | None, str, str], list[Run]] = {}
+        with self._lock:
+            for run in self.runs.values():
+                if not run.state.active:
+                    groups.setdefault((run.plan, run.target, run.kind.value), []).append(run)
+        stats = [self._group_stats(group, bounds) for group in groups.values()]
+        return sorted(
+            stats, key=lambda s: (s.plan or "", s.target, s.kind.value, s.plan is not None)
+        )
+
+    @staticmethod
+    def _group_stats(runs: list[Run], bounds: list[float]) -> RunStats:
+        """One group's ``RunStats``; durations in whole microseconds, as the SQL catalog."""
+
+        def latest(of: list[Run]) -> Run | None:  # by finished_at, ties by id; None: never
+            return max(
+                (r for r in of if r.finished_at), key=lambda r: (r.finished_at, r.id), default=None
+            )
+
+        def label(run: Run) -> str:
+            return run.outcome if run.outcome is not None else run.state.value
+
+        last, ok = latest(runs), latest([r for r in runs if r.state is RunState.SUCCEEDED])
+        labels = [label(r) for r in runs]
+        micros = [
+            (r.finished_at - r.started_at) // timedelta(microseconds=1)
+            for r in runs
+            if r.started_at is not None and r.finished_at is not None
+        ]
+        unlock_failed = [
+            r.finished_at for r in runs if "unlock-failed" in label(r) and r.finished_at
+        ]
+        return RunStats(
+            plan=runs[0].plan,
+            target=runs[0].target,
+            kind=runs[0].kind,
+            finished=len(runs),
+            outcome_counts=tuple(sorted((x, labels.count(x)) for x in set(labels))),
+            last_attempt_at=None if last is None else last.finished_at,
+            last_outcome=None if last is None else label(last),
+            last_success_at=None if ok is None else ok.finished_at,
+            last_success_bytes=None if ok is None else ok.bytes_total,
+            bytes_succeeded_total=sum(
+                r.bytes_total or 0 for r in runs if r.state is RunState.SUCCEEDED
+            ),
+            last_unlock_failed_at=max(unlock_failed, default=None),
+            duration_count=len(micros),
+            duration_sum_seconds=sum(micros) / 1_000_000,
+            duration_buckets=tuple(sum(m / 1_000_000 <= b for m in micros) for b in bounds),
+        )
 
     # -- restore points ------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from bbr_orchestrator.adapters.catalog.artifacts_log import SqlArtifactsAndLog
 from bbr_orchestrator.adapters.catalog.restore_points import SqlRestorePoints, heartbeat_points
 from bbr_orchestrator.adapters.catalog.rows import Refused, aware, checked, violates
 from bbr_orchestrator.adapters.catalog.schema import Database
+from bbr_orchestrator.adapters.catalog.stats import SqlRunStats
 from bbr_orchestrator.adapters.catalog.tables import (
     ACTIVE_TARGET_KEY,
     restore_points,
@@ -38,6 +39,7 @@ from bbr_orchestrator.core.models import (
     RunFilter,
     RunKind,
     RunState,
+    RunStats,
     RunUpdate,
     TargetKind,
     Trigger,
@@ -67,6 +69,7 @@ class SqlCatalog:
         self._db = db
         self._points = SqlRestorePoints(db)
         self._records = SqlArtifactsAndLog(db)
+        self._stats = SqlRunStats(db)
 
     @property
     def url(self) -> str:
@@ -214,6 +217,10 @@ class SqlCatalog:
         values["active_target"] = None
         result = self._update_run(run_id, [runs.c.id == run_id, *_stale(bound)], values, successor)
         return _to_run(result) if isinstance(result, Row) else None
+
+    def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:
+        """One aggregate query (see ``stats.py``)."""
+        return self._stats.run_stats(duration_bounds)
 
     def _update_run(
         self,
