@@ -12,12 +12,15 @@ Two statements in one snapshot, whatever the history size; what reaches Python i
              FROM runs WHERE state NOT IN ('queued', 'running') OFFSET 0) AS finished_runs
        GROUP BY plan, target, kind, state, outcome
 
-   The ``OFFSET 0`` is an optimisation fence: without it SQLite, PostgreSQL and MariaDB all
-   merge the subquery and compute the duration once per use (12 times a row), 2-4x slower.
+   The ``OFFSET 0`` is an optimisation fence: without it SQLite and PostgreSQL merge the
+   subquery and compute the duration once per use of it (12 a row): 3-4x slower at 100k runs.
 2. the latest runs: ``SELECT … FROM runs WHERE finished_at IN (:times)``, the times being each
    group's latest finish and latest success from (1); among those rows the larger id wins a
-   tie. (A window function does the same with a sort of every finished run, a join back to a
-   ``GROUP BY`` with a second pass: both cost more than (1) on SQLite and MariaDB.)
+   tie. (``ROW_NUMBER() OVER (PARTITION BY … ORDER BY finished_at DESC, id DESC)`` sorts every
+   finished run, 0.4-0.8 s more at 100k runs on each backend; a join back to a GROUP BY of the
+   latest times ran as a nested loop on SQLite and MariaDB, seconds. The IN list: ~50 ms.)
+
+See ``benchmarks/bench_run_stats.py`` for the figures, against aggregating in Python.
 
 Durations are whole microseconds, computed exactly on every backend, so a duration equal to a
 bucket bound lands in that bucket everywhere, and sums do not depend on the order the database
@@ -25,8 +28,8 @@ adds them in. SQLite's date functions round to milliseconds (and a ``julianday``
 off by some microseconds more), so there the duration is whole seconds from ``julianday`` of
 the stored text up to the seconds, plus the stored microsecond digits.
 
-A run without ``finished_at`` (no final transition sets none, but the column allows it) counts
-in ``finished`` and ``outcome_counts`` and is never the latest attempt or success.
+A final run without ``finished_at`` (the actions always set one; the column allows NULL) counts
+in ``finished`` and ``outcome_counts``, and is never the latest attempt or success.
 """
 
 from __future__ import annotations
@@ -144,17 +147,19 @@ class _Group:
         self.micros += int(row.micros or 0)
         for i, n in enumerate(row[-len(self.buckets) :] if self.buckets else ()):
             self.buckets[i] += int(n)
+        if row.state == _SUCCEEDED:
+            self.bytes_succeeded += int(row.bytes_total or 0)
         if last is None:
             return
         self.latest_at = max(last, self.latest_at or last)
         if row.state == _SUCCEEDED:
-            self.bytes_succeeded += int(row.bytes_total or 0)
             self.success_at = max(last, self.success_at or last)
         if "unlock-failed" in label:
             self.last_unlock_failed_at = max(last, self.last_unlock_failed_at or last)
 
     def add_latest(self, row: Row[Any]) -> None:
-        """A run that finished at one of the times ``latest_times`` asked for."""
+        """A row of ``latest_query``: a run that finished at one of the latest times (of this
+        group or another)."""
         if row.finished_at == self.latest_at and (self.latest is None or row.id > self.latest[0]):
             self.latest = (row.id, _label(row))
         if (

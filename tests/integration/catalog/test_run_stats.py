@@ -230,7 +230,8 @@ def test_latest_run_ties_break_by_id_and_runs_without_finish_time_are_never_late
     any_catalog: Catalog, new_run: NewRunFactory
 ) -> None:
     """Equal finish times: the larger id is the latest (attempt and success); a final run
-    without finished_at counts, but is never the latest attempt (not even when alone)."""
+    without finished_at counts (and its bytes), but is never the latest attempt or success,
+    not even when alone."""
     same = T + _seconds(90)
     for token, size in (("0000000b", 2), ("0000000a", 1)):
         _record(
@@ -244,7 +245,7 @@ def test_latest_run_ties_break_by_id_and_runs_without_finish_time_are_never_late
             id=f"20260301T010000Z-{token}",
         )
     _record(any_catalog, new_run, RunState.INTERRUPTED, id="20260301T010000Z-0000000c")
-    _record(any_catalog, new_run, RunState.INTERRUPTED, target="bosh")
+    _record(any_catalog, new_run, RunState.SUCCEEDED, bytes_total=5, target="bosh")
 
     bosh, cf = any_catalog.run_stats(BOUNDS)
 
@@ -252,6 +253,7 @@ def test_latest_run_ties_break_by_id_and_runs_without_finish_time_are_never_late
     assert (cf.last_success_at, cf.last_success_bytes) == (same, 2)
     assert (cf.duration_count, cf.duration_buckets) == (2, (0, 2, 2))
     assert (bosh.finished, bosh.last_attempt_at, bosh.last_outcome) == (1, None, None)
+    assert (bosh.bytes_succeeded_total, bosh.last_success_bytes) == (5, None)
     assert (bosh.last_success_at, bosh.duration_count, bosh.duration_buckets) == (
         None,
         0,
