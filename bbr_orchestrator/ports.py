@@ -176,8 +176,9 @@ class Catalog(Protocol):
     def create_run(self, run: NewRun) -> Run:
         """Insert a new run; raises ``RunConflict`` if the id exists.
 
-        A run created ``RUNNING`` holds its target: ``TargetBusy`` (naming the holder) when
-        another running run already holds it. ``QUEUED`` runs hold nothing."""
+        A run created ``RUNNING`` holds its target (except a verify, which reads the store only):
+        ``TargetBusy`` (naming the holder) when another running run already holds it. ``QUEUED``
+        runs hold nothing. ``RunNotFound`` when ``subject_run_id`` names no run."""
         ...
 
     def get_run(self, run_id: str) -> Run:
@@ -199,7 +200,8 @@ class Catalog(Protocol):
         """Compare-and-set the state; raises ``RunConflict`` when the run is not in ``expected``.
 
         Moving to ``RUNNING`` claims the target (``TargetBusy`` when another running run holds
-        it; the run then stays as it was); moving to a final state releases it. With
+        it; the run then stays as it was) — except for kinds that do not hold targets
+        (``TARGET_HOLDING_KINDS``: a verify); moving to a final state releases it. With
         ``successor``, that new run is inserted in the same transaction, so a finished (or
         interrupted) run can hand its target straight to its cleanup run."""
         ...
@@ -227,6 +229,11 @@ class Catalog(Protocol):
         """Mark an active run ``INTERRUPTED`` only if its heartbeat is still older than the
         bound (so two reapers, or a run that came back to life, cannot both win); inserts
         ``successor`` in the same transaction. ``None`` when the run was not stale any more."""
+        ...
+
+    def record_verification(self, run_id: str, restorable: bool, at: datetime) -> Run:
+        """Set a backup run's ``restorable`` and ``verified_at`` (any state; a later
+        verification overwrites an earlier one); ``RunNotFound`` when absent."""
         ...
 
     def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:

@@ -85,6 +85,7 @@ def _register() -> None:
         plans_cmd,
         run_cmd,
         runs_cmd,
+        verify_cmd,
     )
 
     cli.add_command(config_cmd.config_group)
@@ -96,6 +97,7 @@ def _register() -> None:
     cli.add_command(daemon_cmd.daemon)
     cli.add_command(daemon_cmd.queue)
     cli.add_command(daemon_cmd.reload)
+    cli.add_command(verify_cmd.verify)
     cli.add_command(daemon_cmd.points)
 
 

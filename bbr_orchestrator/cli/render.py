@@ -116,8 +116,16 @@ def print_run(console: Console, run: Run, artifacts: list[Artifact]) -> None:
         ("bytes", human_bytes(run.bytes_total)),
         ("daemon", run.daemon_instance or "-"),
     ]
+    if run.restore_point_id:
+        rows.append(("restore point", f"{run.restore_point_id} step {run.step or '-'}"))
+    if run.subject_run_id:
+        rows.append(("about backup", run.subject_run_id))
+    if run.verified_at is not None:
+        verdict = "restorable" if run.restorable else "NOT restorable (verification failed)"
+        rows.append(("verified", f"{_when(run.verified_at)}: {verdict}"))
     if run.error_summary:
         rows.append(("error", run.error_summary))
+        rows.append(("log", f"bbr-orchestrator runs logs {run.id}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)

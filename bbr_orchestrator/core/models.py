@@ -51,6 +51,9 @@ class RunState(StrEnum):
 
 
 ACTIVE_STATES = frozenset({RunState.QUEUED, RunState.RUNNING})
+TARGET_HOLDING_KINDS = frozenset(RunKind) - {RunKind.VERIFY}
+"""Kinds that touch the platform or its jumpbox work dir: one running run per target among
+them. A verify reads the object store only and never waits for (or blocks) the target."""
 FINAL_STATES = frozenset(RunState) - ACTIVE_STATES
 
 
@@ -78,6 +81,8 @@ class NewRun:
     state: RunState = RunState.QUEUED
     restore_point_id: str | None = None
     step: int | None = None
+    subject_run_id: str | None = None
+    """The backup run a verify, restore or drill run is about."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,16 @@ class Run:
     log_object_key: str | None = None
     restore_point_id: str | None = None
     step: int | None = None
+    subject_run_id: str | None = None
+    restorable: bool | None = None
+    """For a backup: None until verified; False once a verification found it damaged."""
+    verified_at: datetime | None = None
+
+    @property
+    def holds_target(self) -> bool:
+        """Whether running it claims its target (everything but a verify, which reads only the
+        object store)."""
+        return self.kind in TARGET_HOLDING_KINDS
 
     @property
     def duration_seconds(self) -> float | None:

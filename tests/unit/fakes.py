@@ -50,8 +50,9 @@ class FakeClock:
 
 class MemoryCatalog:
     """The Catalog port in dicts, with the SQL catalog's semantics: compare-and-set states, one
-    RUNNING run per target (``TargetBusy``), one restore point per ``(plan, scheduled_for)``
-    (``FiringTaken``), successors inserted atomically with the transition. Thread-safe."""
+    RUNNING run per target among the kinds that hold targets (``TargetBusy``; a verify holds
+    none), one restore point per ``(plan, scheduled_for)`` (``FiringTaken``), successors
+    inserted atomically with the transition. Thread-safe."""
 
     def __init__(self) -> None:
         self.runs: dict[str, Run] = {}
@@ -71,9 +72,12 @@ class MemoryCatalog:
             raise RunConflict(run.id, ("absent",), self.runs[run.id].state.value)
         if run.restore_point_id is not None and run.restore_point_id not in self.restore_points:
             raise RestorePointNotFound(run.restore_point_id)
+        if run.subject_run_id is not None and run.subject_run_id not in self.runs:
+            raise RunNotFound(run.subject_run_id, f"no such run (the subject of run {run.id})")
         stored = Run(**dataclasses.asdict(run))
         if run.state is RunState.RUNNING:
-            self._claim_target(run.id, run.target)
+            if stored.holds_target:
+                self._claim_target(run.id, run.target)
             stored = dataclasses.replace(
                 stored, started_at=run.created_at, heartbeat_at=run.created_at
             )
@@ -81,8 +85,14 @@ class MemoryCatalog:
         return stored
 
     def _claim_target(self, run_id: str, target: str) -> None:
+        """``TargetBusy`` when another running run holds ``target`` (a verify never does)."""
         for other in self.runs.values():
-            if other.id != run_id and other.target == target and other.state is RunState.RUNNING:
+            if (
+                other.id != run_id
+                and other.target == target
+                and other.state is RunState.RUNNING
+                and other.holds_target
+            ):
                 raise TargetBusy(run_id, target, other.id)
 
     def get_run(self, run_id: str) -> Run:
@@ -118,7 +128,7 @@ class MemoryCatalog:
                 raise RunNotFound(run_id)
             if run.state not in expected:
                 raise RunConflict(run_id, [RunState(s).value for s in expected], run.state.value)
-            if new_state is RunState.RUNNING:
+            if new_state is RunState.RUNNING and run.holds_target:
                 self._claim_target(run_id, run.target)
             changed = dataclasses.replace(run, state=new_state, **_changes(update))
             return self._commit(changed, successor)
@@ -180,6 +190,15 @@ class MemoryCatalog:
                 return None
             changed = dataclasses.replace(run, state=RunState.INTERRUPTED, **_changes(update))
             return self._commit(changed, successor)
+
+    def record_verification(self, run_id: str, restorable: bool, at: datetime) -> Run:
+        with self._lock:
+            run = self.runs.get(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            changed = dataclasses.replace(run, restorable=restorable, verified_at=at)
+            self.runs[run_id] = changed
+            return changed
 
     def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:
         """The SQL catalog's aggregates, computed over the dict (same order, same values)."""

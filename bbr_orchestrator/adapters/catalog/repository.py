@@ -10,7 +10,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, select
+from sqlalchemy import Connection, Row, Table, and_, case, func, insert, select
 from sqlalchemy import update as update_statement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ColumnElement
@@ -27,6 +27,7 @@ from bbr_orchestrator.adapters.catalog.tables import (
 )
 from bbr_orchestrator.core.models import (
     ACTIVE_STATES,
+    TARGET_HOLDING_KINDS,
     Artifact,
     LogLine,
     LogStream,
@@ -54,6 +55,7 @@ from bbr_orchestrator.errors import (
 #: ``get_run`` accepts an id prefix of at least this many characters.
 MIN_PREFIX_LENGTH: Final = 6
 _ACTIVE: Final = tuple(sorted(s.value for s in ACTIVE_STATES))
+_HOLDING: Final = tuple(sorted(k.value for k in TARGET_HOLDING_KINDS))
 #: Characters of a run id (``new_run_id``); a "prefix" with anything else matches nothing.
 _ID_CHARS: Final = frozenset(string.ascii_letters + string.digits + "-")
 
@@ -94,7 +96,8 @@ class SqlCatalog:
 
     def create_run(self, run: NewRun) -> Run:
         """Insert; ``RunConflict`` for a known id, ``TargetBusy`` when a RUNNING run's target is
-        held, ``RestorePointNotFound`` for an unknown ``restore_point_id``."""
+        held, ``RestorePointNotFound`` for an unknown ``restore_point_id``, ``RunNotFound``
+        (naming it) for an unknown ``subject_run_id``."""
         row = self._run_row(run)
 
         def work(conn: Connection) -> Row[Any]:
@@ -153,7 +156,8 @@ class SqlCatalog:
         update: RunUpdate | None = None,
         successor: NewRun | None = None,
     ) -> Run:
-        """Compare-and-set; RUNNING claims the target, any other state releases it.
+        """Compare-and-set; RUNNING claims the target (unless the kind holds none: a verify),
+        any other state releases it.
 
         ``RunConflict`` when the run is not in ``expected``, ``TargetBusy`` when the target is
         held; ``successor`` is inserted in the same transaction (nothing is when either fails).
@@ -161,7 +165,12 @@ class SqlCatalog:
         if not expected:
             raise ValueError("transition needs at least one expected state")
         values = self._checked(runs, {**_changes(update), "state": new_state})
-        values["active_target"] = runs.c.target if new_state is RunState.RUNNING else None
+        # The kind is the row's, so the claim is decided in the same statement (no read first).
+        values["active_target"] = (
+            case((runs.c.kind.in_(_HOLDING), runs.c.target), else_=None)
+            if new_state is RunState.RUNNING
+            else None
+        )
         allowed = [RunState(s).value for s in expected]
         where = [runs.c.id == run_id, runs.c.state.in_(allowed)]
         result = self._update_run(run_id, where, values, successor)
@@ -218,6 +227,22 @@ class SqlCatalog:
         result = self._update_run(run_id, [runs.c.id == run_id, *_stale(bound)], values, successor)
         return _to_run(result) if isinstance(result, Row) else None
 
+    def record_verification(self, run_id: str, restorable: bool, at: datetime) -> Run:
+        """Set ``restorable`` and ``verified_at`` whatever the run's state; ``RunNotFound``."""
+        values = self._checked(runs, {"restorable": bool(restorable), "verified_at": at})
+        stmt = update_statement(runs).where(runs.c.id == run_id).values(values)
+
+        def work(conn: Connection) -> Row[Any] | None:
+            # The row read back, not the rowcount: MySQL may count a row written with the values
+            # it already held as unchanged.
+            conn.execute(stmt)
+            return conn.execute(select(runs).where(runs.c.id == run_id)).first()
+
+        row = self._db.write(work)
+        if row is None:
+            raise RunNotFound(run_id)
+        return _to_run(row)
+
     def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:
         """One aggregate query (see ``stats.py``)."""
         return self._stats.run_stats(duration_bounds)
@@ -252,11 +277,13 @@ class SqlCatalog:
             raise self._explain_refused(refused, new) from refused.cause
 
     def _run_row(self, run: NewRun) -> dict[str, Any]:
-        """The row of a new run; a RUNNING one starts now and holds its target."""
+        """The row of a new run; a RUNNING one starts now and holds its target (if its kind
+        holds targets: not a verify)."""
         fields = asdict(run)
         fields["trigger_type"] = fields.pop("trigger")
         if run.state is RunState.RUNNING:
-            fields["active_target"] = run.target
+            if run.kind in TARGET_HOLDING_KINDS:
+                fields["active_target"] = run.target
             fields["started_at"] = fields["heartbeat_at"] = run.created_at
         return self._checked(runs, fields)
 
@@ -273,11 +300,17 @@ class SqlCatalog:
         point = None if new is None else new.restore_point_id
         if point is not None and not self._points_exist(point):
             return RestorePointNotFound(point)
+        subject = None if new is None else new.subject_run_id
+        if subject is not None and not self._run_exists(subject):
+            return RunNotFound(subject, f"no such run (the subject of run {run_id})")
         return self._db.error(exc, f"cannot record run {run_id}")
 
     def _points_exist(self, restore_point_id: str) -> bool:
         query = select(restore_points.c.id).where(restore_points.c.id == restore_point_id)
         return self._db.read(lambda conn: conn.scalar(query)) is not None
+
+    def _run_exists(self, run_id: str) -> bool:
+        return self._db.read(partial(_fetch_state, run_id=run_id)) is not None
 
     # -- restore points (SqlRestorePoints) --------------------------------------------------
 
@@ -412,4 +445,8 @@ def _to_run(row: Row[Any]) -> Run:
         log_object_key=row.log_object_key,
         restore_point_id=row.restore_point_id,
         step=row.step,
+        subject_run_id=row.subject_run_id,
+        # bool(): a driver may hand back the integer the column holds on SQLite and MySQL.
+        restorable=None if row.restorable is None else bool(row.restorable),
+        verified_at=row.verified_at,
     )

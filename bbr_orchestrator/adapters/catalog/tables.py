@@ -10,8 +10,11 @@ Portable across SQLite, PostgreSQL and MySQL/MariaDB (InnoDB, Galera-safe):
   other backends (case-sensitive plan/target filters, distinct object keys);
 * every table has a primary key (Galera requires one);
 * claims between daemons are unique constraints, so the database arbitrates them:
-  ``runs.active_target`` (one RUNNING run per target) and ``restore_points (plan,
-  scheduled_for)`` (one restore point per plan firing).
+  ``runs.active_target`` (one RUNNING run per target, among the kinds that hold targets: a
+  verify never sets it) and ``restore_points (plan, scheduled_for)`` (one restore point per
+  plan firing);
+* booleans are ``BOOLEAN`` (``TINYINT(1)`` on MySQL, an integer on SQLite) with a named CHECK
+  that keeps them to false/true where the type alone would not.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -182,10 +186,26 @@ runs = Table(
     Column("active_target", String(NAME_LENGTH), nullable=True),
     Column("restore_point_id", _run_id(), ForeignKey("restore_points.id"), nullable=True),
     Column("step", Integer, nullable=True),
+    # The backup run a verify, restore or drill run is about. ON DELETE SET NULL: the app never
+    # deletes runs, but whoever does (an operator, a future catalog retention) must be able to
+    # drop an old backup run without first finding the runs about it, and on MySQL a bulk
+    # DELETE is checked row by row, where NO ACTION would refuse whenever the backup's row
+    # goes before theirs. The runs about it keep their own record (target, plan, log).
+    Column(
+        "subject_run_id",
+        _run_id(),
+        ForeignKey("runs.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    # For a backup: NULL until verified, then what the latest verification found.
+    Column("restorable", Boolean(create_constraint=False), nullable=True),
+    Column("verified_at", UtcDateTime(), nullable=True),
     _one_of("kind", RunKind),
     _one_of("target_kind", TargetKind),
     _one_of("trigger_type", Trigger),
     _one_of("state", RunState),
+    # ``false``/``true`` are 0/1 on SQLite and MySQL, where the column is an integer.
+    CheckConstraint("restorable IN (false, true)", name="restorable"),
     # list_runs: one filter (or none) + ORDER BY created_at DESC, id DESC + LIMIT walks one
     # index backwards and stops after LIMIT rows. ``id`` makes the order total (ties on
     # created_at) and lets SQLite avoid a sort step.
@@ -195,6 +215,7 @@ runs = Table(
     Index("ix_runs_kind_created_at", "kind", "created_at", "id"),
     Index("ix_runs_state_created_at", "state", "created_at", "id"),
     Index("ix_runs_restore_point_id", "restore_point_id"),
+    Index("ix_runs_subject_run_id", "subject_run_id"),
     UniqueConstraint("active_target", name=ACTIVE_TARGET_KEY),
     **MYSQL_TABLE_OPTIONS,
 )

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, inspect
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, inspect
+from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 from bbr_orchestrator.adapters.catalog.schema import Database
 
 
 def _type_family(type_: TypeEngine[Any]) -> str:
+    if isinstance(type_, mysql.TINYINT) and type_.display_width == 1:
+        return "boolean"  # MySQL's BOOLEAN is TINYINT(1), reflected as such
     generic = type_.as_generic()
+    if isinstance(generic, Boolean):
+        return "boolean"
     if isinstance(generic, DateTime):
         return "datetime"
     if isinstance(generic, BigInteger):

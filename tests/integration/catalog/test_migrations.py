@@ -61,6 +61,7 @@ def test_schema_is_the_same_on_every_backend(create_database: CreateDatabase) ->
         "ix_runs_kind_created_at",
         "ix_runs_state_created_at",
         "ix_runs_restore_point_id",
+        "ix_runs_subject_run_id",
         "uq_runs_active_target",
     }
     points_indexes = {name for name, _, _ in schemas["sqlite"]["restore_points"]["indexes"]}
@@ -117,7 +118,7 @@ def test_postgresql_run_ids_use_the_c_collation(create_database: CreateDatabase)
                 text(
                     "SELECT table_name, column_name, collation_name"
                     " FROM information_schema.columns"
-                    " WHERE column_name IN ('id', 'run_id', 'restore_point_id')"
+                    " WHERE column_name IN ('id', 'run_id', 'restore_point_id', 'subject_run_id')"
                     "   AND table_schema = 'public'"
                     "   AND table_name IN ('runs', 'artifacts', 'run_log', 'restore_points')"
                 )
@@ -131,6 +132,7 @@ def test_postgresql_run_ids_use_the_c_collation(create_database: CreateDatabase)
         ("run_log", "run_id", "C"),
         ("runs", "id", "C"),
         ("runs", "restore_point_id", "C"),
+        ("runs", "subject_run_id", "C"),
     ]
 
 
