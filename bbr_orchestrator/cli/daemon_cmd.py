@@ -41,7 +41,7 @@ def reload(ctx: Context) -> None:
     import signal
 
     from bbr_orchestrator.errors import DaemonNotRunning
-    from bbr_orchestrator.service.daemon import pid_file
+    from bbr_orchestrator.service.lifecycle import pid_file
 
     config = ctx.config()  # raises ConfigError (exit 2) listing every problem
     path = pid_file(config)

@@ -9,7 +9,6 @@ thread keeps every active row of this daemon alive in the catalog.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -17,7 +16,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
 
 import structlog
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
@@ -34,6 +32,7 @@ from bbr_orchestrator.errors import ConfigError, OrchestratorError
 from bbr_orchestrator.ports import Catalog, Clock
 from bbr_orchestrator.service import wiring
 from bbr_orchestrator.service.firings import catch_up, current_firing
+from bbr_orchestrator.service.lifecycle import Notifier, PidFile, pid_file
 from bbr_orchestrator.service.metrics_feed import MetricsFeed
 from bbr_orchestrator.service.points import PointLauncher
 from bbr_orchestrator.service.schedule import plan_schedules, trigger
@@ -42,22 +41,6 @@ from bbr_orchestrator.service.slots import Slots
 log = structlog.get_logger(__name__)
 
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-class Notifier(Protocol):
-    """systemd's notify protocol (a no-op outside systemd)."""
-
-    def ready(self, status: str) -> object: ...
-
-    def status(self, text: str) -> object: ...
-
-    def reloading(self) -> object: ...
-
-    def stopping(self, status: str) -> object: ...
-
-    def watchdog(self) -> object: ...
-
-    def watchdog_interval(self) -> float | None: ...
 
 
 class Daemon:
@@ -349,31 +332,6 @@ class Daemon:
             launcher.join(self.tick)
             if watchdog is not None:
                 self.notifier.watchdog()
-
-
-def pid_file(config: Config) -> Path:
-    """Where the daemon writes its pid (for ``bbr-orchestrator reload``)."""
-    return config.state_dir / "daemon.pid"
-
-
-class PidFile:
-    """Writes this process's pid for the ``with`` block; removes it after, if still ours."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.pid = str(os.getpid())
-
-    def __enter__(self) -> PidFile:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path.write_text(self.pid + "\n", encoding="utf-8")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self.path.read_text(encoding="utf-8").strip() == self.pid:
-                self.path.unlink()
-        except OSError:
-            return
 
 
 def _metrics_url(config: Config, port: int) -> str:
