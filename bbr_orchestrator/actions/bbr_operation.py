@@ -45,6 +45,9 @@ log = structlog.get_logger(__name__)
 ArgvBuilder = Callable[[Operation, str, str | None], tuple[str, ...]]
 """``(operation, workdir, artifact_path) -> argv``; the workdir is where run files live."""
 
+Prepare = Callable[[Jumpbox, str], str]
+"""``(jumpbox, workdir) -> artifact_path``: puts what bbr needs into the run's workdir first."""
+
 CLEANUP_AFTER = {
     Operation.BACKUP: Operation.BACKUP_CLEANUP,
     Operation.RESTORE: Operation.RESTORE_CLEANUP,
@@ -92,6 +95,7 @@ def run_operation(
     storage: Storage | None = None,
     queued: Run | None = None,
     running: Run | None = None,
+    prepare: Prepare | None = None,
 ) -> Run:
     """Run ``operation`` and return the finished run record. A bbr failure, a broken or
     unreachable jumpbox and a cancellation all end as a recorded run, not an exception.
@@ -102,7 +106,9 @@ def run_operation(
     target.
     With ``storage``, a backup whose artifact bbr calls complete is streamed to the object
     store before the run ends; the run succeeds only once its manifest is stored. After a
-    failed or cancelled backup/restore, its cleanup run takes the target over atomically."""
+    failed or cancelled backup/restore, its cleanup run takes the target over atomically.
+    ``prepare`` runs once the workdir exists, before bbr; its result is the artifact path
+    (a restore fetching its artifact); an ``OrchestratorError`` from it fails the run."""
     if running is not None:
         run = running
     elif queued is None:
@@ -114,7 +120,17 @@ def run_operation(
     writer = RunLogWriter(catalog, clock, run.id, bound, observer)
     try:
         result = _execute(
-            catalog, connect, clock, spec, operation, run, artifact_path, writer, cancel, storage
+            catalog,
+            connect,
+            clock,
+            spec,
+            operation,
+            run,
+            artifact_path,
+            writer,
+            cancel,
+            storage,
+            prepare,
         )
     finally:
         writer.flush()
@@ -172,6 +188,7 @@ def _execute(
     writer: RunLogWriter,
     cancel: CancelToken | None,
     storage: Storage | None,
+    prepare: Prepare | None = None,
 ) -> _Result:
     workdir = _workdir(spec, run.id)
     try:
@@ -182,6 +199,9 @@ def _execute(
     try:
         shell = session.current
         workdirs.prepare(shell, workdir, spec.run_files, writer)
+        if prepare is not None:
+            artifact_path = prepare(shell, workdir)
+            writer.event(f"artifact ready at {artifact_path}")
         argv = spec.build_argv(operation, workdir, artifact_path)
         storing = storage is not None and operation is Operation.BACKUP
         version = bbr_version(shell, argv[0], writer) if storing else None
@@ -223,9 +243,23 @@ def _execute(
         return result
     except OrchestratorError as exc:
         writer.event(f"run failed: {exc}")
+        _tidy_after_error(session.current, workdir, spec, operation, writer)
         return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
     finally:
         session.current.close()
+
+
+def _tidy_after_error(
+    shell: Jumpbox, workdir: str, spec: TargetRun, operation: Operation, writer: RunLogWriter
+) -> None:
+    """After a failure outside bbr's own exit (a fetch, a broken session): the run files (a
+    director key) never stay behind; a backup's directory stays for inspection, others go."""
+    try:
+        workdirs.finish(
+            shell, workdir, spec.run_files, keep=operation is Operation.BACKUP, writer=writer
+        )
+    except OrchestratorError as exc:
+        writer.event(f"could not tidy {workdir} on {shell.host}: {exc}")
 
 
 def _store(

@@ -83,6 +83,7 @@ def _register() -> None:
         daemon_cmd,
         db_cmd,
         plans_cmd,
+        restore_cmd,
         run_cmd,
         runs_cmd,
         verify_cmd,
@@ -98,6 +99,7 @@ def _register() -> None:
     cli.add_command(daemon_cmd.queue)
     cli.add_command(daemon_cmd.reload)
     cli.add_command(verify_cmd.verify)
+    cli.add_command(restore_cmd.restore)
     cli.add_command(daemon_cmd.points)
 
 

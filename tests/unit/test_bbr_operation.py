@@ -207,3 +207,20 @@ def test_only_the_newest_failed_backup_dirs_are_kept() -> None:
     assert [p for p in removed if p in backup_dirs] == [
         f"/home/ubuntu/bbr-orchestrator/{runs[0].id}"
     ]
+
+
+def test_a_run_that_breaks_before_bbr_ends_still_removes_the_director_key() -> None:
+    """A failure outside bbr's exit (here: a restore whose artifact could not be prepared)
+    still removes the copied director key and the restore's directory."""
+    from bbr_orchestrator.errors import ArtifactCorrupt
+
+    shell = bbr_exits(0)
+
+    def prepare(jumpbox: object, workdir: str) -> str:
+        raise ArtifactCorrupt("bbr/cf/x/bosh-0-fake-db.tar", "./db.sql", "SHA-256 mismatch")
+
+    _catalog, finished = run(shell, Operation.RESTORE, prepare=prepare)
+    assert finished.state is RunState.FAILED
+    workdir = f"/home/ubuntu/bbr-orchestrator/{finished.id}"
+    assert ("rm", "-rf", workdir) in [c[0] for c in shell.calls]
+    assert not any(c[0][0] == "bbr" and "restore" in c[0] for c in shell.calls)
