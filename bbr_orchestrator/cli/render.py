@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bbr_orchestrator.core.explain import explain
 from bbr_orchestrator.core.models import Artifact, RestorePoint, Run
 
 _STATE_STYLE = {
@@ -123,8 +124,12 @@ def print_run(console: Console, run: Run, artifacts: list[Artifact]) -> None:
     if run.verified_at is not None:
         verdict = "restorable" if run.restorable else "NOT restorable (verification failed)"
         rows.append(("verified", f"{_when(run.verified_at)}: {verdict}"))
+    why = explain(run.kind, run.state, run.outcome)
+    if why:
+        rows.append(("what it means", why))
     if run.error_summary:
         rows.append(("error", run.error_summary))
+    if why or run.error_summary:
         rows.append(("log", f"bbr-orchestrator runs logs {run.id}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

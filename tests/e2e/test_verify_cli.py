@@ -66,6 +66,9 @@ def test_verify_passes_an_intact_backup_then_catches_a_deleted_object_and_a_flip
     assert deleted in broken.stderr and damaged in broken.stderr
     assert member.name.lstrip("./") in broken.stderr
     assert len(bbrsim.invocations(bbr_state)) == calls_before, "verify never runs bbr"
+    shown = _cli(path, "runs", "show", broken.stdout.split()[1].rstrip(":"))
+    assert "marked not restorable" in shown.stdout, shown.stdout
+    assert "bbr-orchestrator runs logs" in shown.stdout
     with open_catalog(config.catalog_url()) as catalog:
         runs = catalog.list_runs(RunFilter(target="bosh-director", limit=50))
         stored = next(r for r in runs if r.kind is RunKind.BACKUP)
