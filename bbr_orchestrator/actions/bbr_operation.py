@@ -30,7 +30,6 @@ from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
     Run,
-    RunFilter,
     RunKind,
     RunState,
     RunUpdate,
@@ -190,7 +189,7 @@ def _execute(
     storage: Storage | None,
     prepare: Prepare | None = None,
 ) -> _Result:
-    workdir = _workdir(spec, run.id)
+    workdir = workdirs.path_of(spec.work_root, run.id)
     try:
         session = Session(connect(), connect)
     except OrchestratorError as exc:
@@ -224,7 +223,12 @@ def _execute(
         if operation is Operation.BACKUP and not outcome.succeeded:
             writer.event(f"kept {workdir} for inspection (partial artifact, err.log)")
             workdirs.remove(
-                shell, _stale_failed_workdirs(catalog, spec), writer, "older failed backups"
+                shell,
+                workdirs.stale_failed(
+                    catalog, spec.target, RunKind.BACKUP, spec.work_root, spec.keep_failed_workdirs
+                ),
+                writer,
+                "older failed backups",
             )
         summary = None if outcome.succeeded else writer.stderr_summary(_SUMMARY_CHARS)
         state = RunState.SUCCEEDED if outcome.succeeded else RunState.FAILED
@@ -288,25 +292,6 @@ def _store(
         )
         return _Result(RunState.FAILED, failed, result.needs_cleanup)
     return replace(result, update=replace(result.update, bytes_total=stored))
-
-
-def _workdir(spec: TargetRun, run_id: str) -> str:
-    return f"{spec.work_root.rstrip('/')}/{run_id}"
-
-
-def _stale_failed_workdirs(catalog: Catalog, spec: TargetRun) -> list[str]:
-    """Directories of this target's older failed or cancelled backups beyond the number kept
-    (the run now failing counts as one of them)."""
-    older = [
-        run
-        for state in (RunState.FAILED, RunState.CANCELLED)
-        for run in catalog.list_runs(
-            RunFilter(target=spec.target, kind=RunKind.BACKUP, state=state, limit=500)
-        )
-    ]
-    older.sort(key=lambda run: run.created_at, reverse=True)
-    keep = max(spec.keep_failed_workdirs - 1, 0)
-    return [_workdir(spec, run.id) for run in older[keep:]]
 
 
 def _error(exc: OrchestratorError) -> RunUpdate:

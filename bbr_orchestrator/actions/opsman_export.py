@@ -27,7 +27,7 @@ from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.actions.store_artifact import StoredFiles
 from bbr_orchestrator.core.bbr_metadata import MetadataSummary
-from bbr_orchestrator.core.models import Run, RunFilter, RunKind, RunState, RunUpdate, TargetKind
+from bbr_orchestrator.core.models import Run, RunKind, RunState, RunUpdate, TargetKind
 from bbr_orchestrator.core.om_argv import INSTALLATION_FILE
 from bbr_orchestrator.core.zip_check import (
     LOCAL_HEADER,
@@ -137,7 +137,7 @@ def _execute(
     cancel: CancelToken | None,
     storage: Storage,
 ) -> _Result:
-    workdir = _workdir(spec, run.id)
+    workdir = workdirs.path_of(spec.work_root, run.id)
     try:
         session = Session(connect(), connect)
     except OrchestratorError as exc:
@@ -167,7 +167,16 @@ def _execute(
             summary = f"cancelled by request\n{summary}"
         writer.event(f"kept {workdir} for inspection (partial installation, if any)")
         workdirs.remove(
-            shell, _stale_failed_workdirs(catalog, spec), writer, "older failed exports"
+            shell,
+            workdirs.stale_failed(
+                catalog,
+                spec.target,
+                RunKind.OPSMAN_EXPORT,
+                spec.work_root,
+                spec.keep_failed_workdirs,
+            ),
+            writer,
+            "older failed exports",
         )
         return _Result(state, RunUpdate(exit_code=code, outcome=outcome, error_summary=summary))
     except OrchestratorError as exc:
@@ -249,25 +258,6 @@ def _read_range(files: FileTransfer, path: str, offset: int, length: int) -> byt
     if got != length:
         raise TruncatedFile(path, offset + length, offset + got)
     return bytes(buffer)
-
-
-def _workdir(spec: OpsmanRun, run_id: str) -> str:
-    return f"{spec.work_root.rstrip('/')}/{run_id}"
-
-
-def _stale_failed_workdirs(catalog: Catalog, spec: OpsmanRun) -> list[str]:
-    """Directories of this target's older failed or cancelled exports beyond the number kept
-    (the run now failing counts as one of them)."""
-    older = [
-        run
-        for state in (RunState.FAILED, RunState.CANCELLED)
-        for run in catalog.list_runs(
-            RunFilter(target=spec.target, kind=RunKind.OPSMAN_EXPORT, state=state, limit=500)
-        )
-    ]
-    older.sort(key=lambda run: run.created_at, reverse=True)
-    keep = max(spec.keep_failed_workdirs - 1, 0)
-    return [_workdir(spec, run.id) for run in older[keep:]]
 
 
 def _error(exc: OrchestratorError) -> RunUpdate:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.run_claim import Requester, RunRequest, new_run
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
@@ -183,17 +184,13 @@ echo "process $pid did not stop after SIGTERM"; exit 1
 
 
 def _stop_orphan(target: RecoveryTarget, run: Run, note: _Notes) -> None:
-    workdir = _workdir(target, run)
+    workdir = workdirs.path_of(target.work_root, run.id)
     _remote(target, ("sh", "-c", _STOP_ORPHAN, "sh", workdir, PID_FILE), note, "")
 
 
 def _remove_workdir(target: RecoveryTarget, run: Run, note: _Notes) -> None:
-    workdir = _workdir(target, run)
+    workdir = workdirs.path_of(target.work_root, run.id)
     _remote(target, ("rm", "-rf", workdir), note, f"removed {workdir}")
-
-
-def _workdir(target: RecoveryTarget, run: Run) -> str:
-    return f"{target.work_root.rstrip('/')}/{run.id}"
 
 
 def _remote(target: RecoveryTarget, argv: tuple[str, ...], note: _Notes, done: str) -> None:

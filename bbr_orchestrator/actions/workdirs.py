@@ -5,10 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bbr_orchestrator.actions.run_log import RunLogWriter
+from bbr_orchestrator.core.models import RunFilter, RunKind, RunState
 from bbr_orchestrator.errors import OrchestratorError
-from bbr_orchestrator.ports import RemoteShell
+from bbr_orchestrator.ports import Catalog, RemoteShell
 
 _TIMEOUT = 60
+
+
+def path_of(work_root: str, run_id: str) -> str:
+    """A run's working directory on the jumpbox: ``<work_root>/<run id>``."""
+    return f"{work_root.rstrip('/')}/{run_id}"
+
+
+def stale_failed(
+    catalog: Catalog, target: str, kind: RunKind, work_root: str, keep_failed: int
+) -> list[str]:
+    """Directories of the target's older failed or cancelled runs of ``kind`` beyond the
+    number kept for inspection (the run now failing counts as one of them)."""
+    older = [
+        run
+        for state in (RunState.FAILED, RunState.CANCELLED)
+        for run in catalog.list_runs(RunFilter(target=target, kind=kind, state=state, limit=500))
+    ]
+    older.sort(key=lambda run: run.created_at, reverse=True)
+    keep = max(keep_failed - 1, 0)
+    return [path_of(work_root, run.id) for run in older[keep:]]
 
 
 def _checked(shell: RemoteShell, argv: Sequence[str], writer: RunLogWriter, what: str) -> None:

@@ -38,17 +38,21 @@ def _component(value: str, what: str) -> str:
     return value
 
 
+def target_prefix(prefix: str, target: str) -> str:
+    """``{prefix}/{target}/``: where every artifact of ``target`` lives (listing prefix)."""
+    parts = prefix.strip("/").split("/") if prefix.strip("/") else []
+    for part in parts:
+        _component(part, "each segment of the key prefix")
+    return "/".join([*parts, _component(target, "target")]) + "/"
+
+
 def artifact_prefix(prefix: str, target: str, artifact_dir: str) -> str:
     """``{prefix}/{target}/{artifact_dir}``; ``prefix`` may be empty or nested (``a/b``).
 
     Leading and trailing slashes of ``prefix`` are dropped; ``target`` and ``artifact_dir``
     must be single path components. Raises :class:`ValueError` otherwise.
     """
-    parts = prefix.strip("/").split("/") if prefix.strip("/") else []
-    for part in parts:
-        _component(part, "each segment of the key prefix")
-    parts += [_component(target, "target"), _component(artifact_dir, "artifact directory")]
-    return "/".join(parts)
+    return target_prefix(prefix, target) + _component(artifact_dir, "artifact directory")
 
 
 def object_key(prefix: str, target: str, artifact_dir: str, file_name: str) -> str:

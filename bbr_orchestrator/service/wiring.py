@@ -35,7 +35,7 @@ from bbr_orchestrator.core.bbr_argv import (
     deployment_argv,
     director_argv,
 )
-from bbr_orchestrator.core.layout import artifact_prefix
+from bbr_orchestrator.core.layout import target_prefix
 from bbr_orchestrator.core.models import Run, TargetKind
 from bbr_orchestrator.core.om_argv import OmConnection, export_installation_argv, om_environment
 from bbr_orchestrator.errors import InvalidOperation
@@ -196,8 +196,7 @@ def recovery_resolver(
                     catalog, connect, clock, spec, operation, requester, running=running
                 )
 
-        # The full key prefix holding every artifact of the target: {prefix}/{target}/
-        upload_prefix = artifact_prefix(config.object_store.prefix, name, "_")[:-1]
+        upload_prefix = target_prefix(config.object_store.prefix, name)
         return RecoveryTarget(
             connect=connect,
             work_root=config.jumpbox(target.jumpbox).work_root,

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bbr_orchestrator.adapters.catalog.rows import aware, checked
+from bbr_orchestrator.adapters.catalog.run_rows import fetch_state
 from bbr_orchestrator.adapters.catalog.schema import Database
 from bbr_orchestrator.adapters.catalog.tables import MAX_LOG_LINE_BYTES, artifacts, run_log, runs
 from bbr_orchestrator.core.models import Artifact, LogLine, LogStream
@@ -114,7 +115,7 @@ class SqlArtifactsAndLog:
         try:
             return self._db.write(work)
         except IntegrityError as exc:
-            if self._db.read(partial(_fetch_state, run_id=run_id)) is None:
+            if self._db.read(partial(fetch_state, run_id=run_id)) is None:
                 raise RunNotFound(run_id) from exc
             raise self._db.error(exc, f"concurrent append to the log of run {run_id}") from exc
 
@@ -124,7 +125,7 @@ class SqlArtifactsAndLog:
         while True:
             page = self._db.read(partial(_log_page, run_id=run_id, after_seq=last))
             first = last == after_seq
-            if first and not page and self._db.read(partial(_fetch_state, run_id=run_id)) is None:
+            if first and not page and self._db.read(partial(fetch_state, run_id=run_id)) is None:
                 raise RunNotFound(run_id)
             yield from page
             if len(page) < BATCH_SIZE:
@@ -162,8 +163,3 @@ def _log_page(conn: Connection, *, run_id: str, after_seq: int) -> list[LogLine]
         LogLine(run_id=r.run_id, seq=r.seq, at=r.at, stream=LogStream(r.stream), text=r.text)
         for r in conn.execute(query)
     ]
-
-
-def _fetch_state(conn: Connection, run_id: str) -> str | None:
-    state = conn.scalar(select(runs.c.state).where(runs.c.id == run_id))
-    return None if state is None else str(state)

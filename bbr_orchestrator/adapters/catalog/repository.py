@@ -18,6 +18,12 @@ from sqlalchemy.sql.expression import ColumnElement
 from bbr_orchestrator.adapters.catalog.artifacts_log import SqlArtifactsAndLog
 from bbr_orchestrator.adapters.catalog.restore_points import SqlRestorePoints, heartbeat_points
 from bbr_orchestrator.adapters.catalog.rows import Refused, aware, checked, violates
+from bbr_orchestrator.adapters.catalog.run_rows import (
+    fetch_run,
+    fetch_state,
+    run_conditions,
+    to_run,
+)
 from bbr_orchestrator.adapters.catalog.schema import Database
 from bbr_orchestrator.adapters.catalog.stats import SqlRunStats
 from bbr_orchestrator.adapters.catalog.tables import (
@@ -38,12 +44,9 @@ from bbr_orchestrator.core.models import (
     RestorePointUpdate,
     Run,
     RunFilter,
-    RunKind,
     RunState,
     RunStats,
     RunUpdate,
-    TargetKind,
-    Trigger,
 )
 from bbr_orchestrator.errors import (
     RestorePointNotFound,
@@ -102,10 +105,10 @@ class SqlCatalog:
 
         def work(conn: Connection) -> Row[Any]:
             _insert_run(conn, row)
-            return _fetch_run(conn, run.id)
+            return fetch_run(conn, run.id)
 
         try:
-            return _to_run(self._db.write(work))
+            return to_run(self._db.write(work))
         except Refused as refused:
             raise self._explain_refused(refused, run) from refused.cause
 
@@ -128,7 +131,7 @@ class SqlCatalog:
 
         row, matches = self._db.read(work)
         if row is not None:
-            return _to_run(row)
+            return to_run(row)
         if matches > 1:
             raise RunNotFound(run_id, f"ambiguous prefix: {matches} runs match")
         if len(run_id) < MIN_PREFIX_LENGTH:
@@ -142,11 +145,11 @@ class SqlCatalog:
             raise ValueError(f"RunFilter.limit must be at least 1, got {run_filter.limit}")
         query = (
             select(runs)
-            .where(*_run_conditions(run_filter))
+            .where(*run_conditions(run_filter))
             .order_by(runs.c.created_at.desc(), runs.c.id.desc())
             .limit(run_filter.limit)
         )
-        return [_to_run(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
+        return [to_run(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
 
     def transition(
         self,
@@ -175,7 +178,7 @@ class SqlCatalog:
         where = [runs.c.id == run_id, runs.c.state.in_(allowed)]
         result = self._update_run(run_id, where, values, successor)
         if isinstance(result, Row):
-            return _to_run(result)
+            return to_run(result)
         if result is None:
             raise RunNotFound(run_id)
         raise RunConflict(run_id, allowed, result)
@@ -210,7 +213,7 @@ class SqlCatalog:
             .where(*_stale(aware("stale_runs.heartbeat_before", heartbeat_before)))
             .order_by(runs.c.created_at, runs.c.id)
         )
-        return [_to_run(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
+        return [to_run(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
 
     def interrupt_run(
         self,
@@ -225,7 +228,7 @@ class SqlCatalog:
         values = self._checked(runs, {**_changes(update), "state": RunState.INTERRUPTED})
         values["active_target"] = None
         result = self._update_run(run_id, [runs.c.id == run_id, *_stale(bound)], values, successor)
-        return _to_run(result) if isinstance(result, Row) else None
+        return to_run(result) if isinstance(result, Row) else None
 
     def record_verification(self, run_id: str, restorable: bool, at: datetime) -> Run:
         """Set ``restorable`` and ``verified_at`` whatever the run's state; ``RunNotFound``."""
@@ -241,7 +244,7 @@ class SqlCatalog:
         row = self._db.write(work)
         if row is None:
             raise RunNotFound(run_id)
-        return _to_run(row)
+        return to_run(row)
 
     def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:
         """One aggregate query (see ``stats.py``)."""
@@ -265,10 +268,10 @@ class SqlCatalog:
             except IntegrityError as exc:
                 raise Refused(run_id, exc) from exc
             if not hit:
-                return _fetch_state(conn, run_id)
+                return fetch_state(conn, run_id)
             if follow is not None:
                 _insert_run(conn, follow)
-            return _fetch_run(conn, run_id)
+            return fetch_run(conn, run_id)
 
         try:
             return self._db.write(work)
@@ -290,7 +293,7 @@ class SqlCatalog:
     def _explain_refused(self, refused: Refused, new: NewRun | None) -> Exception:
         """The error for a refused INSERT of ``new`` (or UPDATE of a run, ``new`` None)."""
         exc, run_id = refused.cause, refused.subject
-        if new is not None and (state := self._db.read(partial(_fetch_state, run_id=run_id))):
+        if new is not None and (state := self._db.read(partial(fetch_state, run_id=run_id))):
             return RunConflict(run_id, ("absent",), state)
         if violates(exc, ACTIVE_TARGET_KEY, "runs.active_target"):
             target, holder = self._db.read(
@@ -310,7 +313,7 @@ class SqlCatalog:
         return self._db.read(lambda conn: conn.scalar(query)) is not None
 
     def _run_exists(self, run_id: str) -> bool:
-        return self._db.read(partial(_fetch_state, run_id=run_id)) is not None
+        return self._db.read(partial(fetch_state, run_id=run_id)) is not None
 
     # -- restore points (SqlRestorePoints) --------------------------------------------------
 
@@ -390,63 +393,3 @@ def _stale(bound: datetime) -> list[ColumnElement[bool]]:
         runs.c.state.in_(_ACTIVE),
         func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < bound,
     ]
-
-
-def _run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
-    f = run_filter
-    conditions: list[ColumnElement[bool]] = []
-    if f.plan is not None:
-        conditions.append(runs.c.plan == f.plan)
-    if f.target is not None:
-        conditions.append(runs.c.target == f.target)
-    if f.kind is not None:
-        conditions.append(runs.c.kind == f.kind.value)
-    if f.state is not None:
-        conditions.append(runs.c.state == f.state.value)
-    if f.states is not None:
-        conditions.append(runs.c.state.in_(sorted(RunState(s).value for s in f.states)))
-    if f.restore_point_id is not None:
-        conditions.append(runs.c.restore_point_id == f.restore_point_id)
-    if f.since is not None:
-        conditions.append(runs.c.created_at >= aware("RunFilter.since", f.since))
-    if f.until is not None:
-        conditions.append(runs.c.created_at < aware("RunFilter.until", f.until))
-    return conditions
-
-
-def _fetch_run(conn: Connection, run_id: str) -> Row[Any]:
-    return conn.execute(select(runs).where(runs.c.id == run_id)).one()
-
-
-def _fetch_state(conn: Connection, run_id: str) -> str | None:
-    state = conn.scalar(select(runs.c.state).where(runs.c.id == run_id))
-    return None if state is None else str(state)
-
-
-def _to_run(row: Row[Any]) -> Run:
-    return Run(
-        id=row.id,
-        kind=RunKind(row.kind),
-        target=row.target,
-        target_kind=TargetKind(row.target_kind),
-        trigger=Trigger(row.trigger_type),
-        triggered_by=row.triggered_by,
-        state=RunState(row.state),
-        created_at=row.created_at,
-        plan=row.plan,
-        daemon_instance=row.daemon_instance,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        heartbeat_at=row.heartbeat_at,
-        exit_code=row.exit_code,
-        outcome=row.outcome,
-        error_summary=row.error_summary,
-        bytes_total=row.bytes_total,
-        log_object_key=row.log_object_key,
-        restore_point_id=row.restore_point_id,
-        step=row.step,
-        subject_run_id=row.subject_run_id,
-        # bool(): a driver may hand back the integer the column holds on SQLite and MySQL.
-        restorable=None if row.restorable is None else bool(row.restorable),
-        verified_at=row.verified_at,
-    )

@@ -1,0 +1,73 @@
+"""Rows of the ``runs`` table to and from ``Run`` values, and the filters of ``list_runs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+from sqlalchemy.sql.expression import ColumnElement
+
+from bbr_orchestrator.adapters.catalog.rows import aware
+from bbr_orchestrator.adapters.catalog.tables import runs
+from bbr_orchestrator.core.models import Run, RunFilter, RunKind, RunState, TargetKind, Trigger
+
+
+def run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a ``RunFilter`` (AND-ed)."""
+    f = run_filter
+    conditions: list[ColumnElement[bool]] = []
+    if f.plan is not None:
+        conditions.append(runs.c.plan == f.plan)
+    if f.target is not None:
+        conditions.append(runs.c.target == f.target)
+    if f.kind is not None:
+        conditions.append(runs.c.kind == f.kind.value)
+    if f.state is not None:
+        conditions.append(runs.c.state == f.state.value)
+    if f.states is not None:
+        conditions.append(runs.c.state.in_(sorted(RunState(s).value for s in f.states)))
+    if f.restore_point_id is not None:
+        conditions.append(runs.c.restore_point_id == f.restore_point_id)
+    if f.since is not None:
+        conditions.append(runs.c.created_at >= aware("RunFilter.since", f.since))
+    if f.until is not None:
+        conditions.append(runs.c.created_at < aware("RunFilter.until", f.until))
+    return conditions
+
+
+def fetch_run(conn: Connection, run_id: str) -> Row[Any]:
+    return conn.execute(select(runs).where(runs.c.id == run_id)).one()
+
+
+def fetch_state(conn: Connection, run_id: str) -> str | None:
+    state = conn.scalar(select(runs.c.state).where(runs.c.id == run_id))
+    return None if state is None else str(state)
+
+
+def to_run(row: Row[Any]) -> Run:
+    return Run(
+        id=row.id,
+        kind=RunKind(row.kind),
+        target=row.target,
+        target_kind=TargetKind(row.target_kind),
+        trigger=Trigger(row.trigger_type),
+        triggered_by=row.triggered_by,
+        state=RunState(row.state),
+        created_at=row.created_at,
+        plan=row.plan,
+        daemon_instance=row.daemon_instance,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        heartbeat_at=row.heartbeat_at,
+        exit_code=row.exit_code,
+        outcome=row.outcome,
+        error_summary=row.error_summary,
+        bytes_total=row.bytes_total,
+        log_object_key=row.log_object_key,
+        restore_point_id=row.restore_point_id,
+        step=row.step,
+        subject_run_id=row.subject_run_id,
+        # bool(): a driver may hand back the integer the column holds on SQLite and MySQL.
+        restorable=None if row.restorable is None else bool(row.restorable),
+        verified_at=row.verified_at,
+    )
