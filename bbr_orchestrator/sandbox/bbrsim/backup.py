@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import tarball
-from .clock import artifact_stamp, go_time_string, metadata_time
+from .clock import artifact_stamp, go_time_string, metadata_time, nap
 from .metadata import Metadata
 from .output import DRAIN, GENERAL, LOCK, UNLOCK, go_errors
 from .steps import Run, backup_prechecks, cleanup, discover, lock_hook, run_scripts
@@ -145,7 +145,7 @@ class _Progress:
         step = interval if interval > 0 else seconds / 20
         started = time.monotonic()
         while step > 0 and (elapsed := time.monotonic() - started) < seconds:
-            time.sleep(min(step, seconds - elapsed))
+            nap(min(step, seconds - elapsed))
             percent = min(int(100 * (time.monotonic() - started) / seconds), 99)
             if interval > 0 or percent >= self.last + 5:
                 self.last = max(self.last, percent)

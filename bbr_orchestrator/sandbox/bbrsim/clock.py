@@ -49,3 +49,11 @@ def go_time_string(moment: dt.datetime) -> str:
 def clock_stamp() -> str:
     """``HH:MM:SS`` in UTC, as bbr's ``printlnWithTimestamp`` uses."""
     return dt.datetime.now(UTC).strftime("%H:%M:%S")
+
+
+def nap(seconds: float) -> None:
+    """Sleep in short slices: a signal whose delivery did not interrupt the sleep itself (it
+    can land on another thread) is still handled within a slice, as Go's bbr would at once."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))

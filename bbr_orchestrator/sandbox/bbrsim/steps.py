@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .clock import nap
 from .faults import Faults
 from .output import ARTIFACT_DIR, CLEANUP, GENERAL, Log, StepError, go_errors
 from .world import ARTIFACT_DIRECTORY, Instance, Target, remove_busy_marker
@@ -156,7 +156,7 @@ def run_scripts(
     if parallel:
         for inst, job in pairs:
             begin(inst, job)
-        time.sleep(delay)
+        nap(delay)
         for inst, job in pairs:
             finish(inst, job)
     else:
