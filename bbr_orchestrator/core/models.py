@@ -113,6 +113,9 @@ class Run:
     restorable: bool | None = None
     """For a backup: None until verified; False once a verification found it damaged."""
     verified_at: datetime | None = None
+    rto_seconds: float | None = None
+    """For a restore or drill: seconds from the run's start until the platform was restored
+    (the artifact fetched and ``bbr restore`` done): the recovery time it proved."""
 
     @property
     def holds_target(self) -> bool:
@@ -139,6 +142,7 @@ class RunUpdate:
     error_summary: str | None = None
     bytes_total: int | None = None
     log_object_key: str | None = None
+    rto_seconds: float | None = None
 
 
 @dataclass(frozen=True)

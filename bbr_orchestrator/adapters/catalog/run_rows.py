@@ -70,4 +70,5 @@ def to_run(row: Row[Any]) -> Run:
         # bool(): a driver may hand back the integer the column holds on SQLite and MySQL.
         restorable=None if row.restorable is None else bool(row.restorable),
         verified_at=row.verified_at,
+        rto_seconds=row.rto_seconds,
     )

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -81,6 +82,7 @@ MAX_LOG_LINE_BYTES = 64 * 1024
 #: one a unique violation broke by these names).
 ACTIVE_TARGET_KEY = "uq_runs_active_target"
 FIRING_KEY = "uq_restore_points_plan_scheduled_for"
+JOB_FIRING_KEY = "uq_job_firings_job_scheduled_for"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -200,6 +202,8 @@ runs = Table(
     # For a backup: NULL until verified, then what the latest verification found.
     Column("restorable", Boolean(create_constraint=False), nullable=True),
     Column("verified_at", UtcDateTime(), nullable=True),
+    # For a restore or drill: seconds from its start until the platform was restored.
+    Column("rto_seconds", Double(), nullable=True),
     _one_of("kind", RunKind),
     _one_of("target_kind", TargetKind),
     _one_of("trigger_type", Trigger),
@@ -254,5 +258,24 @@ run_log = Table(
     Column("stream", String(16), nullable=False),
     Column("text", _long_text(), nullable=False),
     _one_of("stream", LogStream),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# One row per firing of a scheduled job that is not a plan's backup (a plan's verify job, a
+# restore drill): the unique (job, scheduled_for) is the claim that makes one daemon, and only
+# one, run that firing. ``job`` names the job (``verify:nightly``,
+# ``drill:nightly:sandbox-director``); ``run_id`` is the run the firing started, once known.
+job_firings = Table(
+    "job_firings",
+    metadata,
+    Column("id", _run_id(), primary_key=True),
+    Column("job", String(NAME_LENGTH), nullable=False),
+    Column("scheduled_for", UtcDateTime(), nullable=False),
+    Column("daemon_instance", String(NAME_LENGTH), nullable=False),
+    Column("claimed_at", UtcDateTime(), nullable=False),
+    Column("run_id", _run_id(), ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    # Also the index for the latest firing of a job (MAX over one job).
+    UniqueConstraint("job", "scheduled_for", name=JOB_FIRING_KEY),
+    Index("ix_job_firings_run_id", "run_id"),
     **MYSQL_TABLE_OPTIONS,
 )

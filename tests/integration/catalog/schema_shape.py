@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, inspect
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, inspect
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
@@ -23,6 +23,8 @@ def _type_family(type_: TypeEngine[Any]) -> str:
         return "bigint"
     if isinstance(generic, Integer):
         return "integer"
+    if isinstance(generic, Float):
+        return "float"
     if isinstance(generic, String):
         return f"varchar({generic.length})" if generic.length else "text"
     return type(generic).__name__

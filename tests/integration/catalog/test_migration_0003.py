@@ -69,7 +69,7 @@ def _write_0002_rows(url: str) -> None:
         f.name: getattr(BACKUP, f.name)
         for f in dataclasses.fields(BACKUP)
         if f.name not in ("kind", "target_kind", "trigger", "state")
-        and f.name not in ("subject_run_id", "restorable", "verified_at")
+        and f.name not in ("subject_run_id", "restorable", "verified_at", "rto_seconds")
     }
     enums = {"kind": "backup", "target_kind": "deployment", "trigger_type": "schedule"}
     running = {

@@ -21,12 +21,12 @@ from bbr_orchestrator.adapters.catalog.tables import metadata
 from bbr_orchestrator.errors import CatalogError, CatalogNotAtHead
 from tests.integration.catalog.schema_shape import describe_schema
 
-CATALOG_TABLES = {"runs", "artifacts", "run_log", "restore_points"}
+CATALOG_TABLES = {"runs", "artifacts", "run_log", "restore_points", "job_firings"}
 CreateDatabase = Callable[[str], str]
 
 
 def test_upgrade_on_empty_database_creates_the_catalog_tables(empty_url: str) -> None:
-    """Upgrading an empty database goes from no revision to head and creates the four tables."""
+    """Upgrading an empty database goes from no revision to head and creates the five tables."""
     assert current_revision(empty_url) is None
 
     assert upgrade(empty_url) == (None, head_revision())
