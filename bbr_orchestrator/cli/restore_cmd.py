@@ -1,9 +1,10 @@
-"""``restore TARGET --from RUN_ID|latest``: put a stored backup back, after a confirmation."""
+"""``restore TARGET --from RUN_ID|latest``: put a stored backup back, after a confirmation; with
+``--dry-run``, only a preview of it and a go / no-go."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -12,6 +13,8 @@ from bbr_orchestrator.core.models import LogStream, Run, RunFilter, RunKind, Run
 from bbr_orchestrator.errors import ConfigError, ConfigProblem, RunNotFound
 
 if TYPE_CHECKING:
+    from bbr_orchestrator.actions.bbr_operation import TargetRun
+    from bbr_orchestrator.actions.restore_preview import Destination, Preview
     from bbr_orchestrator.config import Config
     from bbr_orchestrator.ports import Catalog
 
@@ -103,13 +106,27 @@ def _confirm(backup: Run, destination: str, key: str) -> None:
 )
 @click.option("--yes", is_flag=True, help="Skip the confirmation (for automation).")
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Restore nothing: show what would be restored and check whether it can be (go / "
+    "no-go). Runs no bbr command, asks no confirmation, records nothing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the preview as JSON.")
+@click.option(
     "--live/--quiet",
     default=None,
     help="Show bbr's output as it arrives (default: when stderr is a terminal).",
 )
 @pass_context
 def restore(
-    ctx: Context, target: str, from_run: str, to_target: str | None, yes: bool, live: bool | None
+    ctx: Context,
+    target: str,
+    from_run: str,
+    to_target: str | None,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+    live: bool | None,
 ) -> None:
     """Restore a stored backup of TARGET (into TARGET, or --to another target of its kind).
 
@@ -118,6 +135,12 @@ def restore(
     A restore is destructive: unless --yes is given, the operator types the destination's name.
     Ctrl-C cancels cleanly. Exits 0 when the restore succeeded, 1 otherwise, 5 when another
     run holds the destination.
+
+    With --dry-run nothing is restored and no bbr command runs: it shows the backup, its restore
+    point's parts in restore order, its objects, bbr version and instances, then checks every
+    object and tar member in the bucket, the destination's jumpbox (SSH, free space), the
+    director's reachability from it and, for a deployment, its instance groups; it ends with
+    GO (exit 0) or NO-GO and the reasons (exit 1).
     """
     from bbr_orchestrator.actions.heartbeat import Heartbeat, owner_id
     from bbr_orchestrator.actions.restore_backup import restore_backup, restore_plan
@@ -132,10 +155,14 @@ def restore(
         target_run,
     )
 
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run")
     config = ctx.config()
     destination = to_target or target
     _configured(ctx, config, destination, "--to" if to_target else "targets")
     spec = target_run(config, destination)
+    if dry_run:
+        _dry_run(config, target, from_run, spec, as_json)
     show = sys.stderr.isatty() if live is None else live
     clock = SystemClock()
     owner = owner_id("cli")
@@ -168,3 +195,90 @@ def restore(
             click.echo(finished.error_summary, err=True)
         click.echo(f"details: bbr-orchestrator runs logs {finished.id}", err=True)
         raise click.exceptions.Exit(1)
+
+
+def _destination(config: Config, spec: TargetRun) -> Destination:
+    """The destination as the preview checks it: its jumpbox and the director bbr would reach."""
+    from bbr_orchestrator.actions.restore_preview import Destination
+    from bbr_orchestrator.config.schema import DeploymentTarget, DirectorTarget
+    from bbr_orchestrator.core.preview import SSH_PORT, split_host_port, url_address
+
+    target = config.target(spec.target)
+    director: tuple[str, int] | None = None
+    try:
+        if isinstance(target, DirectorTarget):
+            director = split_host_port(target.host, SSH_PORT)
+        elif isinstance(target, DeploymentTarget):
+            director = url_address(target.bosh_target)
+    except ValueError:
+        director = None
+    return Destination(spec, target.jumpbox, director)
+
+
+def _dry_run(
+    config: Config, target: str, from_run: str, spec: TargetRun, as_json: bool
+) -> NoReturn:
+    """Preview the restore, print it, exit 0 for GO and 1 for NO-GO."""
+    from bbr_orchestrator.actions.restore_preview import preview_restore
+    from bbr_orchestrator.cli.render import plain, to_json
+    from bbr_orchestrator.service.wiring import jumpbox_connector, open_catalog, storage
+
+    with open_catalog(config) as catalog:
+        backup = _backup(catalog, target, from_run)
+        preview = preview_restore(
+            catalog,
+            storage(config).store,
+            jumpbox_connector(config, spec.target),
+            _destination(config, spec),
+            backup,
+        )
+    if as_json:
+        record = plain(preview)
+        record.update(size=preview.size, verdict="go" if preview.go else "no-go")
+        click.echo(to_json(record))
+    else:
+        _print_preview(preview)
+    raise click.exceptions.Exit(0 if preview.go else 1)
+
+
+def _print_preview(preview: Preview) -> None:
+    from bbr_orchestrator.cli.render import human_bytes
+
+    backup = preview.backup
+    when = backup.finished_at or backup.created_at
+    echo = click.echo
+    echo(f"DRY RUN: restore of backup {backup.id} into {preview.destination}")
+    echo("  nothing is restored, no bbr command runs, nothing is recorded")
+    echo(f"  backup:      {backup.id} of {backup.target} ({backup.target_kind.value})")
+    echo(f"  taken:       {when.isoformat(timespec='seconds')}")
+    echo(f"  manifest:    {preview.manifest_key or '- (never stored completely)'}")
+    echo(f"  size:        {_size(preview.size)}")
+    echo(f"  bbr version: {preview.bbr_version or 'unknown'} (at backup time)")
+    point = preview.restore_point
+    if point is None:
+        echo("restore point: none (a backup on its own); its one part:")
+    else:
+        echo(f"restore point {point.id} (plan {point.plan}, {point.state.value}), parts in order:")
+    for number, part in enumerate(preview.parts, start=1):
+        mark = "   <- this restore" if part.selected else ""
+        echo(
+            f"  {number}. {part.target} ({part.target_kind.value}) {part.kind.value} "
+            f"{part.run_id} {human_bytes(part.size)} {part.state.value}{mark}"
+        )
+    echo(f"objects ({len(preview.objects)}):")
+    for obj in preview.objects:
+        echo(f"  {obj.name}  {human_bytes(obj.size)}  {obj.key}")
+    echo(f"instances in bbr's metadata ({len(preview.instances)}):")
+    for instance in preview.instances:
+        echo(f"  {instance.name}/{instance.index}: {', '.join(instance.jobs) or 'no jobs'}")
+    if preview.custom_artifacts:
+        echo(f"  custom artifacts: {', '.join(preview.custom_artifacts)}")
+    echo("checks:")
+    for check in preview.checks:
+        echo(f"  {check.status.value:<8}  {check.name:<18}  {check.subject}: {check.detail}")
+    if preview.go:
+        echo("GO: the restore can go ahead" + (" (with warnings)" if preview.reasons else ""))
+    else:
+        echo("NO-GO: the restore would fail or do harm; reasons:")
+    for reason in preview.reasons:
+        echo(f"  - {reason}")
