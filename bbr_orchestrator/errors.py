@@ -124,6 +124,17 @@ class FiringTaken(OrchestratorError):
         )
 
 
+class DrillRefused(OrchestratorError):
+    """A restore drill cannot run: the plan has no complete restore point with a restorable
+    backup of the drill's source (nothing was run or recorded)."""
+
+    def __init__(self, plan: str, source: str, reason: str) -> None:
+        self.plan = plan
+        self.source = source
+        self.reason = reason
+        super().__init__(f"drill of plan {plan} (source {source}) refused: {reason}")
+
+
 class RestorePointNotFound(OrchestratorError):
     """No restore point with this id is in the catalog."""
 

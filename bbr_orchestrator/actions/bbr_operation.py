@@ -5,7 +5,8 @@ included) ends as a catalog row with a reason. It gets its own working directory
 jumpbox (``<work_root>/<run id>``, mode 0700); bbr runs there, so its ``bbr-*.err.log`` and any
 partial artifact belong to this run. Output streams line by line into the run log. The exit
 status is decoded once (``decode_exit``); after a failed or cancelled backup or restore the
-matching cleanup runs and is recorded as its own run.
+matching cleanup runs and is recorded as its own run. A restore that bbr finished records its
+recovery time (RTO: from the run's start, the artifact fetch included, to bbr's successful exit).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bbr_orchestrator.actions.run_log import RunLogWriter
 from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.core.bbr_argv import Operation
 from bbr_orchestrator.core.models import (
+    LogStream,
     Run,
     RunKind,
     RunState,
@@ -46,6 +48,21 @@ ArgvBuilder = Callable[[Operation, str, str | None], tuple[str, ...]]
 
 Prepare = Callable[[Jumpbox, str], str]
 """``(jumpbox, workdir) -> artifact_path``: puts what bbr needs into the run's workdir first."""
+
+
+@dataclass(frozen=True)
+class AfterFailure:
+    """Why the work after a successful bbr run failed the run (``outcome``: a short word)."""
+
+    outcome: str
+    reason: str
+
+
+After = Callable[[Jumpbox, str, Run, LineSink], AfterFailure | None]
+"""``(jumpbox, workdir, run, log) -> failure``: more work inside the run once bbr succeeded (a
+drill's smoke command), before the workdir is removed and the run finalised; ``log`` streams
+into the run log. A failure (or an ``OrchestratorError``: outcome ``error``) fails the run;
+bbr's exit code and the RTO stay recorded and no cleanup follows (bbr's own work succeeded)."""
 
 CLEANUP_AFTER = {
     Operation.BACKUP: Operation.BACKUP_CLEANUP,
@@ -95,6 +112,7 @@ def run_operation(
     queued: Run | None = None,
     running: Run | None = None,
     prepare: Prepare | None = None,
+    after: After | None = None,
 ) -> Run:
     """Run ``operation`` and return the finished run record. A bbr failure, a broken or
     unreachable jumpbox and a cancellation all end as a recorded run, not an exception.
@@ -107,7 +125,8 @@ def run_operation(
     store before the run ends; the run succeeds only once its manifest is stored. After a
     failed or cancelled backup/restore, its cleanup run takes the target over atomically.
     ``prepare`` runs once the workdir exists, before bbr; its result is the artifact path
-    (a restore fetching its artifact); an ``OrchestratorError`` from it fails the run."""
+    (a restore fetching its artifact); an ``OrchestratorError`` from it fails the run.
+    ``after`` runs once bbr succeeded (see ``After``)."""
     if running is not None:
         run = running
     elif queued is None:
@@ -130,12 +149,13 @@ def run_operation(
             cancel,
             storage,
             prepare,
+            after,
         )
     finally:
         writer.flush()
     cleanup = None
     if operation in CLEANUP_AFTER and result.needs_cleanup:
-        after = Requester(
+        cleaner = Requester(
             requester.trigger, f"auto-cleanup after {run.id}", requester.daemon_instance
         )
         cleanup_request = RunRequest(
@@ -146,7 +166,7 @@ def run_operation(
             run.restore_point_id,
             run.step,
         )
-        cleanup = replace(new_run(clock, cleanup_request, after), state=RunState.RUNNING)
+        cleanup = replace(new_run(clock, cleanup_request, cleaner), state=RunState.RUNNING)
     finished = catalog.transition(
         run.id,
         [RunState.RUNNING],
@@ -188,8 +208,10 @@ def _execute(
     cancel: CancelToken | None,
     storage: Storage | None,
     prepare: Prepare | None = None,
+    after: After | None = None,
 ) -> _Result:
     workdir = workdirs.path_of(spec.work_root, run.id)
+    rto: float | None = None
     try:
         session = Session(connect(), connect)
     except OrchestratorError as exc:
@@ -214,9 +236,14 @@ def _execute(
             cancel=cancel,
         )
         outcome = decode_exit(code)
-        workdirs.collect_err_logs(shell, workdir, writer)
         cancelled = cancel is not None and cancel.is_set()
+        done = outcome.succeeded and not cancelled
+        rto = _rto(clock, run) if done and operation is Operation.RESTORE else None
+        workdirs.collect_err_logs(shell, workdir, writer)
         writer.event(f"bbr exited {code}: {outcome.name}" + (" (cancelled)" if cancelled else ""))
+        if rto is not None:
+            writer.event(f"{spec.target} restored {rto:.1f} s after the run started (RTO)")
+        failure = _after(after, shell, workdir, run, writer) if done and after else None
         workdirs.finish(
             shell, workdir, spec.run_files, keep=operation is Operation.BACKUP, writer=writer
         )
@@ -235,9 +262,15 @@ def _execute(
         if cancelled:
             state = RunState.CANCELLED
             summary = "cancelled by request" + (f"\n{summary}" if summary else "")
+        name = outcome.name
+        if failure is not None:
+            name, summary = failure.outcome, failure.reason[:_SUMMARY_CHARS]
+            state = RunState.FAILED
+            if cancel is not None and cancel.is_set():
+                state, summary = RunState.CANCELLED, f"cancelled by request\n{summary}"
         result = _Result(
             state,
-            RunUpdate(exit_code=code, outcome=outcome.name, error_summary=summary),
+            RunUpdate(exit_code=code, outcome=name, error_summary=summary, rto_seconds=rto),
             needs_cleanup=outcome.needs_cleanup or cancelled,
         )
         if storing and storage is not None and outcome.backup_artifact_complete and not cancelled:
@@ -248,9 +281,35 @@ def _execute(
     except OrchestratorError as exc:
         writer.event(f"run failed: {exc}")
         _tidy_after_error(session.current, workdir, spec, operation, writer)
-        return _Result(RunState.FAILED, _error(exc), needs_cleanup=True)
+        # A restore bbr already finished keeps its RTO and needs no restore-cleanup.
+        update = replace(_error(exc), rto_seconds=rto)
+        return _Result(RunState.FAILED, update, needs_cleanup=rto is None)
     finally:
         session.current.close()
+
+
+def _rto(clock: Clock, run: Run) -> float:
+    """Seconds from the run's start until now (bbr's restore just exited successfully)."""
+    started = run.started_at or run.created_at
+    return (clock.now() - started).total_seconds()
+
+
+def _after(
+    after: After, shell: Jumpbox, workdir: str, run: Run, writer: RunLogWriter
+) -> AfterFailure | None:
+    def log_line(stream: LogStream, text: str) -> None:
+        if stream is LogStream.EVENT:
+            writer.event(text)
+        else:
+            writer.line(stream, text)
+
+    try:
+        failure = after(shell, workdir, run, log_line)
+    except OrchestratorError as exc:
+        failure = AfterFailure("error", f"bbr succeeded, then the orchestrator failed: {exc}")
+    if failure is not None:
+        writer.event(f"run failed after bbr succeeded ({failure.outcome}): {failure.reason}")
+    return failure
 
 
 def _tidy_after_error(

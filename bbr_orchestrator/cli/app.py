@@ -82,6 +82,7 @@ def _register() -> None:
         config_cmd,
         daemon_cmd,
         db_cmd,
+        drill_cmd,
         plans_cmd,
         restore_cmd,
         run_cmd,
@@ -101,6 +102,7 @@ def _register() -> None:
     cli.add_command(verify_cmd.verify)
     cli.add_command(restore_cmd.restore)
     cli.add_command(daemon_cmd.points)
+    cli.add_command(drill_cmd.drill)
 
 
 _register()

@@ -121,6 +121,8 @@ def print_run(console: Console, run: Run, artifacts: list[Artifact]) -> None:
         rows.append(("restore point", f"{run.restore_point_id} step {run.step or '-'}"))
     if run.subject_run_id:
         rows.append(("about backup", run.subject_run_id))
+    if run.rto_seconds is not None:
+        rows.append(("rto", f"{run.rto_seconds:.1f} s (from the start until bbr restored)"))
     if run.verified_at is not None:
         verdict = "restorable" if run.restorable else "NOT restorable (verification failed)"
         rows.append(("verified", f"{_when(run.verified_at)}: {verdict}"))

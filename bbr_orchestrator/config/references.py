@@ -72,7 +72,35 @@ def check_references(data: dict[str, Any]) -> list[ConfigProblem]:
             if not isinstance(drill, dict):
                 continue
             problems.extend(_check_drill(f"plans[{i}].drills[{k}]", drill, listed, targets))
+    reported = {p.path for p in problems}  # one problem per drill target is enough
+    problems.extend(p for p in _drills_into_production(data) if p.path not in reported)
     return problems
+
+
+def _drills_into_production(data: dict[str, Any]) -> Iterator[ConfigProblem]:
+    """A drill restores over its target: one that a plan backs up is production, not a sandbox
+    (allowed only with the same explicit flag as restoring into the source itself)."""
+    backed_up: dict[str, str] = {}
+    for _, plan in _items(data, "plans"):
+        listed = plan.get("targets")
+        for name in listed if isinstance(listed, list) else []:
+            if isinstance(name, str) and isinstance(plan.get("name"), str):
+                backed_up.setdefault(name, plan["name"])
+    for i, plan in _items(data, "plans"):
+        drills = plan.get("drills")
+        for k, drill in enumerate(drills if isinstance(drills, list) else []):
+            if not isinstance(drill, dict) or drill.get("allow_source_as_target") is True:
+                continue
+            target = drill.get("target")
+            if not isinstance(target, str) or target == drill.get("source"):
+                continue  # the source itself: reported by the drill's own check
+            if target in backed_up:
+                yield ConfigProblem(
+                    f"plans[{i}].drills[{k}].target",
+                    f"{target!r} is backed up by plan {backed_up[target]!r}, so it is a "
+                    "production target and a drill restores over it. Name a sandbox target, "
+                    "or set allow_source_as_target: true",
+                )
 
 
 def _check_drill(

@@ -35,6 +35,19 @@ _OUTCOMES = {
     ),
 }
 
+_DRILL_OUTCOMES = {
+    "error": (
+        "the orchestrator could not complete the drill: the backup could not be fetched onto "
+        "the jumpbox and verified, or the jumpbox could not be reached (the error says which)"
+    ),
+    "smoke-failed": (
+        "the restore itself succeeded (its RTO is recorded), but the smoke command run on the "
+        "jumpbox afterwards failed, so the restored system did not prove it works"
+    ),
+    "target-busy": "another run held the drill target, so the drill never started",
+}
+"""A drill refused for want of a restorable backup records no run, so it needs no entry."""
+
 _WHAT = {
     RunKind.RESTORE: "The restore",
     RunKind.VERIFY: "The verification",
@@ -48,9 +61,13 @@ def explain(kind: RunKind, state: RunState, outcome: str | None) -> str | None:
         return None
     what = _WHAT.get(kind, f"The {kind.value}")
     key = outcome or state.value
+    if kind is RunKind.DRILL and key in _DRILL_OUTCOMES:
+        return f"{what} did not succeed: {_DRILL_OUTCOMES[key]}."
     if key in _OUTCOMES:
         return f"{what} did not succeed: {_OUTCOMES[key]}."
     parts = [_BBR_BITS[bit] for bit in key.split("+") if bit in _BBR_BITS]
+    if parts and kind is RunKind.DRILL:
+        parts.insert(0, "bbr restore into the drill target failed (restore-cleanup followed)")
     if parts:
         return f"{what} did not succeed: " + "; ".join(parts) + "."
     return f"{what} ended {state.value} ({key})."

@@ -224,3 +224,65 @@ def test_a_run_that_breaks_before_bbr_ends_still_removes_the_director_key() -> N
     workdir = f"/home/ubuntu/bbr-orchestrator/{finished.id}"
     assert ("rm", "-rf", workdir) in [c[0] for c in shell.calls]
     assert not any(c[0][0] == "bbr" and "restore" in c[0] for c in shell.calls)
+
+
+def _prepared(_jumpbox: object, workdir: str) -> str:
+    return f"{workdir}/artifact"
+
+
+def test_a_restore_bbr_finished_records_its_rto_and_a_backup_does_not() -> None:
+    """A succeeded restore records the seconds from its start until bbr exited (also in its
+    log); a failed restore and a backup record none."""
+    catalog, restored = run(bbr_exits(0), Operation.RESTORE, prepare=_prepared)
+    assert restored.rto_seconds is not None and restored.duration_seconds is not None
+    assert 0 < restored.rto_seconds < restored.duration_seconds
+    assert any("(RTO)" in line.text for line in catalog.read_log(restored.id))
+    _catalog, failed = run(bbr_exits(1), Operation.RESTORE, prepare=_prepared)
+    _catalog, backup = run(bbr_exits(0))
+    assert failed.rto_seconds is None and backup.rto_seconds is None
+
+
+def test_after_hook_runs_in_the_workdir_once_bbr_succeeded_and_can_fail_the_run() -> None:
+    """`after` runs after bbr succeeded, before the workdir goes, its lines in the run log;
+    the failure it returns fails the run with its outcome, keeping exit code and RTO, and no
+    cleanup follows (bbr's own work succeeded)."""
+    from bbr_orchestrator.actions.bbr_operation import AfterFailure
+
+    shell = bbr_exits(0)
+    seen: list[tuple[str, str, int]] = []
+
+    def after(_jumpbox: object, workdir: str, running: Run, log: LineSink) -> AfterFailure:
+        seen.append((workdir, running.id, len(shell.calls)))
+        log(LogStream.STDOUT, "smoke says no")
+        return AfterFailure("smoke-failed", "the smoke command exited 3")
+
+    catalog, finished = run(shell, Operation.RESTORE, prepare=_prepared, after=after)
+    workdir = f"/home/ubuntu/bbr-orchestrator/{finished.id}"
+    assert seen == [(workdir, finished.id, seen[0][2])]
+    rm_index = [c[0] for c in shell.calls].index(("rm", "-rf", workdir))
+    assert seen[0][2] <= rm_index, "the hook ran before the workdir was removed"
+    assert (finished.state, finished.outcome, finished.exit_code) == (
+        RunState.FAILED,
+        "smoke-failed",
+        0,
+    )
+    assert finished.error_summary == "the smoke command exited 3"
+    assert finished.rto_seconds is not None
+    assert "smoke says no" in [line.text for line in catalog.read_log(finished.id)]
+    assert len(catalog.runs) == 1, "no restore-cleanup after a successful bbr restore"
+
+
+def test_after_hook_error_fails_the_run_and_is_skipped_when_bbr_failed() -> None:
+    """An OrchestratorError from `after` fails the run (outcome error, with the reason); when
+    bbr itself failed the hook never runs."""
+    calls: list[str] = []
+
+    def broken(_jumpbox: object, _workdir: str, _run: Run, _log: LineSink) -> None:
+        calls.append("after")
+        raise SshError("jumpbox.test", "connection lost")
+
+    _catalog, finished = run(bbr_exits(0), Operation.RESTORE, prepare=_prepared, after=broken)
+    assert (finished.state, finished.outcome) == (RunState.FAILED, "error")
+    assert finished.error_summary is not None and "connection lost" in finished.error_summary
+    _catalog, failed = run(bbr_exits(1), Operation.RESTORE, prepare=_prepared, after=broken)
+    assert failed.outcome == "failed" and calls == ["after"]

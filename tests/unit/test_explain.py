@@ -23,6 +23,11 @@ def test_successful_and_active_runs_need_no_explanation() -> None:
         (RunKind.RESTORE, "lock-failed+unlock-failed", "never fully locked; an unlock script"),
         (RunKind.BACKUP, "interrupted", "another daemon reaped it"),
         (RunKind.RESTORE, "target-busy", "another run held the target"),
+        (RunKind.DRILL, "smoke-failed", "restore itself succeeded (its RTO is recorded)"),
+        (RunKind.DRILL, "error", "could not be fetched onto the jumpbox and verified"),
+        (RunKind.DRILL, "failed", "bbr restore into the drill target failed"),
+        (RunKind.DRILL, "target-busy", "another run held the drill target"),
+        (RunKind.DRILL, "cancelled", "cancelled on request"),
     ],
 )
 def test_outcomes_are_explained(kind: RunKind, outcome: str, words: str) -> None:
