@@ -279,6 +279,33 @@ class Catalog(Protocol):
         """The latest ``scheduled_for`` recorded for the plan (missed firings included)."""
         ...
 
+    # -- job firings (scheduled verify jobs and restore drills) -----------------------------
+
+    def claim_job_firing(
+        self, job: str, scheduled_for: datetime, daemon_instance: str, claimed_at: datetime
+    ) -> bool:
+        """Claim one firing of a scheduled job (``verify:nightly``, ``drill:nightly:sandbox``):
+        True when this claim won it; False when the firing was already claimed (by another
+        daemon, or earlier by this one). The catalog's unique ``(job, scheduled_for)``
+        arbitrates, so however many daemons race, exactly one gets True."""
+        ...
+
+    def attach_job_run(self, job: str, scheduled_for: datetime, run_id: str) -> None:
+        """Record the run a claimed firing started; ``RunNotFound`` when the run or the
+        firing is unknown."""
+        ...
+
+    def last_job_firing(self, job: str) -> datetime | None:
+        """The latest ``scheduled_for`` claimed for the job (None: it never fired)."""
+        ...
+
+    def count_job_firings(self, job: str, before: datetime) -> int:
+        """How many firings of the job were claimed with ``scheduled_for`` before ``before``
+        (the firing number of a rolling verify: which slice it checks)."""
+        ...
+
+    # -- artifacts and log ----------------------------------------------------------------
+
     def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:
         """Record stored objects of a run."""
         ...

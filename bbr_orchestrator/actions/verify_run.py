@@ -4,7 +4,9 @@ The verify is a run of its own (kind ``verify``, ``subject_run_id`` = the backup
 asked, when, and every problem found are in the catalog and its log. It reads the object
 store only: it holds no target and never waits for a backup. A damaged or incomplete backup
 is marked not restorable on the backup's own row (retention keeps an older good one); an
-intact one is marked restorable with the time it was verified.
+intact one is marked restorable with the time it was verified — but only by a verify that read
+all of it: a rolling verify that checked a slice and found nothing wrong succeeds as
+``slice-verified`` and leaves the backup's verdict as it was.
 """
 
 from __future__ import annotations
@@ -40,13 +42,10 @@ def verify_run(
     *,
     select: Select | None = None,
 ) -> Run:
-    """Verify ``backup``'s stored objects and return the finished verify run. A store that
-    cannot be read ends the verify as failed (outcome ``error``) without judging the backup."""
-    request = RunRequest(RunKind.VERIFY, backup.target, backup.target_kind, backup.plan)
-    queued = catalog.create_run(
-        replace(new_run(clock, request, requester), subject_run_id=backup.id)
-    )
-    run = start_run(catalog, clock, queued)
+    """Verify ``backup``'s stored objects (those ``select`` picks; all by default) and return
+    the finished verify run. A store that cannot be read ends the verify as failed (outcome
+    ``error``) without judging the backup."""
+    run = _start(catalog, clock, backup, requester)
     bound = log.bind(run_id=run.id, target=run.target, subject_run_id=backup.id)
 
     def note(text: str) -> None:
@@ -73,10 +72,17 @@ def verify_run(
     for problem in report.problems:
         note(f"problem: {problem}")
     note(_counts(report))
-    catalog.record_verification(backup.id, report.ok, clock.now())
-    if report.ok:
+    if report.ok and report.skipped:
+        note(
+            f"no problem in the {report.objects_checked} object(s) checked; {report.skipped} "
+            "not checked this time, so the backup's verdict is left as it was"
+        )
+        finished = _finish(catalog, clock, run, RunState.SUCCEEDED, "slice-verified", None)
+    elif report.ok:
+        catalog.record_verification(backup.id, True, clock.now())
         finished = _finish(catalog, clock, run, RunState.SUCCEEDED, "verified", None)
     else:
+        catalog.record_verification(backup.id, False, clock.now())
         outcome = "incomplete" if _incomplete(report) else "corrupt"
         summary = f"{len(report.problems)} problem(s): " + "; ".join(
             str(p) for p in report.problems
@@ -84,6 +90,25 @@ def verify_run(
         finished = _finish(catalog, clock, run, RunState.FAILED, outcome, summary)
     bound.info("backup_verify_finished", outcome=finished.outcome, problems=len(report.problems))
     return finished
+
+
+def record_not_verified(
+    catalog: Catalog, clock: Clock, backup: Run, requester: Requester, reason: str
+) -> Run:
+    """A verify of ``backup`` that was not attempted (the store already failed for another
+    backup of the same job): recorded as failed ``error``, the backup not judged."""
+    run = _start(catalog, clock, backup, requester)
+    catalog.append_log(run.id, [(clock.now(), LogStream.EVENT, f"not verified: {reason}")])
+    return _finish(catalog, clock, run, RunState.FAILED, "error", reason)
+
+
+def _start(catalog: Catalog, clock: Clock, backup: Run, requester: Requester) -> Run:
+    """The verify run about ``backup``, created and running (it holds no target)."""
+    request = RunRequest(RunKind.VERIFY, backup.target, backup.target_kind, backup.plan)
+    queued = catalog.create_run(
+        replace(new_run(clock, request, requester), subject_run_id=backup.id)
+    )
+    return start_run(catalog, clock, queued)
 
 
 def _counts(report: VerifyReport) -> str:

@@ -86,6 +86,12 @@ EXAMPLE: dict[str, Any] = {
                     "timezone": "Europe/Berlin",
                 }
             ],
+            "verify": {
+                "schedule": "0 8 * * *",
+                "timezone": "Europe/Berlin",
+                "mode": "rolling",
+                "rolling_percent": 10,
+            },
         }
     ],
 }

@@ -255,6 +255,34 @@ class DrillConfig(_Model):
         return self
 
 
+class VerifyJobConfig(_Model):
+    """Scheduled verification of the plan's stored backups: each object re-read from the object
+    store and its SHA-256 and tar members re-checked against bbr's metadata (no platform or
+    jumpbox access). A backup found damaged is marked not restorable."""
+
+    schedule: CronSchedule = Field(description=_CRON, examples=["0 8 * * *"])
+    timezone: TimeZoneName = Field(description="Time zone of the schedule.", examples=["UTC"])
+    mode: Literal["latest", "rolling"] = Field(
+        default="latest",
+        description=(
+            "latest: re-read the newest succeeded backup of every target of the plan in full. "
+            "rolling: re-read rolling_percent of the objects of every retained succeeded "
+            "backup of the plan per run, so that all are covered within "
+            "ceil(100 / rolling_percent) runs."
+        ),
+    )
+    rolling_percent: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description=(
+            "In rolling mode: the share (1-100) of the stored objects checked per run. A "
+            "backup is marked verified only by a run that read all of it; any run that finds "
+            "a problem marks it not restorable."
+        ),
+    )
+
+
 class PlanConfig(_Model):
     """A scheduled backup of some targets, with retention and drills."""
 
@@ -273,6 +301,13 @@ class PlanConfig(_Model):
     )
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     drills: list[DrillConfig] = Field(default_factory=list, description="Restore drills.")
+    verify: VerifyJobConfig | None = Field(
+        default=None,
+        description=(
+            "Scheduled verification of this plan's stored backups (none when not set; "
+            "`bbr-orchestrator verify` works either way)."
+        ),
+    )
 
 
 class Config(_Model):
@@ -326,4 +361,5 @@ __all__ = [
     "RetentionConfig",
     "ServerSideEncryption",
     "Target",
+    "VerifyJobConfig",
 ]

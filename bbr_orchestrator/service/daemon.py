@@ -32,6 +32,7 @@ from bbr_orchestrator.errors import ConfigError, OrchestratorError
 from bbr_orchestrator.ports import Catalog, Clock
 from bbr_orchestrator.service import wiring
 from bbr_orchestrator.service.firings import catch_up, current_firing
+from bbr_orchestrator.service.jobs import JobLauncher
 from bbr_orchestrator.service.lifecycle import Notifier, PidFile, pid_file
 from bbr_orchestrator.service.metrics_feed import MetricsFeed
 from bbr_orchestrator.service.points import PointLauncher
@@ -65,6 +66,7 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._jobs: JobLauncher | None = None
         self.metrics: DaemonMetrics = wiring.daemon_metrics()
         self._feed: MetricsFeed | None = None
 
@@ -102,6 +104,10 @@ class Daemon:
             launcher = PointLauncher(
                 catalog, self.clock, slots, self.owner, self.stop_requested, self.cancel
             )
+            jobs = self._jobs = JobLauncher(
+                catalog, self.clock, slots, self.owner, self.stop_requested, self.cancel,
+                lambda: self.config,
+            )  # fmt: skip
             scheduler = BackgroundScheduler(timezone=UTC)
             scheduler.add_listener(lambda event: self._on_missed(launcher, event), EVENT_JOB_MISSED)
             self._schedule(scheduler, launcher, config)
@@ -112,8 +118,10 @@ class Daemon:
                 # The last firing of each plan is read before the scheduler starts (it may claim
                 # a new one at once), and the catch-up runs after (no firing falls in between).
                 lasts = {p.name: catalog.last_scheduled_for(p.name) for p in config.plans}
+                job_lasts = jobs.lasts()
                 scheduler.start()
                 self._catch_up(lasts, launcher, config)
+                jobs.catch_up(job_lasts)
                 self._announce(config)
                 self._loop(catalog, scheduler, launcher, slots)
             finally:
@@ -159,7 +167,8 @@ class Daemon:
                 paused=plan.paused,
                 next_fire=plan.next_fire.isoformat() if plan.next_fire else None,
             )
-        log.info("daemon_started", owner=self.owner, plans=len(plans))
+        jobs = self._jobs.announce(self.clock.now()) if self._jobs is not None else 0
+        log.info("daemon_started", owner=self.owner, plans=len(plans), jobs=jobs)
         self.notifier.ready(f"running {len(plans)} plan(s)")
 
     def _loop(
@@ -190,7 +199,7 @@ class Daemon:
             self.metrics.set_steps(len(view.running), len(view.waiting))
             self.notifier.status(
                 f"{len(view.running)} running, {len(view.waiting)} waiting, "
-                f"{launcher.active()} restore point(s) in progress"
+                f"{launcher.active()} restore point(s) and {self._active_jobs()} job(s) in progress"
             )
 
     # -- scheduling ---------------------------------------------------------------------------
@@ -199,11 +208,12 @@ class Daemon:
         self, scheduler: BackgroundScheduler, launcher: PointLauncher, config: Config
     ) -> None:
         """One job per active plan: coalesced, one instance at a time, with the misfire grace
-        from config. The job only claims the firing; the work runs in a worker thread."""
+        from config. The job only claims the firing; the work runs in a worker thread. Then
+        the plans' verify jobs and drills (``JobLauncher``), each on its own trigger."""
         grace = config.daemon.misfire_grace
         wanted = {f"plan:{p.name}": p for p in config.plans if not p.paused}
         for job in scheduler.get_jobs():
-            if job.id not in wanted:
+            if job.id.startswith("plan:") and job.id not in wanted:
                 job.remove()
         for job_id, plan in wanted.items():
             scheduler.add_job(
@@ -217,6 +227,8 @@ class Daemon:
                 max_instances=1,
                 misfire_grace_time=int(grace.total_seconds()),
             )
+        if self._jobs is not None:
+            self._jobs.sync(scheduler)
 
     def _fire(self, launcher: PointLauncher, plan_name: str) -> None:
         config = self.config
@@ -228,6 +240,10 @@ class Daemon:
         launcher.launch(config, plan, scheduled, Trigger.SCHEDULE)
 
     def _on_missed(self, launcher: PointLauncher, event: JobExecutionEvent) -> None:
+        if not event.job_id.startswith("plan:"):
+            if self._jobs is not None:
+                self._jobs.missed(event.job_id, event.scheduled_run_time)
+            return
         plan = _plan(self.config, event.job_id.removeprefix("plan:"))
         if plan is not None:
             launcher.record_missed(plan, event.scheduled_run_time, "missed by the scheduler")
@@ -314,22 +330,28 @@ class Daemon:
         if scheduler.running:
             scheduler.shutdown(wait=False)
         grace = self.config.daemon.shutdown_grace.total_seconds()
-        busy = launcher.active()
-        self.notifier.stopping(f"stopping: {busy} restore point(s) in progress")
-        log.info("daemon_stopping", in_progress=busy, grace_seconds=grace)
+        busy, jobs = launcher.active(), self._active_jobs()
+        self.notifier.stopping(f"stopping: {busy} restore point(s) and {jobs} job(s) in progress")
+        log.info("daemon_stopping", in_progress=busy, jobs=jobs, grace_seconds=grace)
         deadline = time.monotonic() + grace
         self._wait_workers(launcher, lambda: time.monotonic() >= deadline)
-        if launcher.active():
-            log.warning("shutdown_grace_over", cancelling=launcher.active())
+        if launcher.active() or self._active_jobs():
+            log.warning("shutdown_grace_over", cancelling=launcher.active() + self._active_jobs())
             self.cancel.set()
             self._wait_workers(launcher, lambda: False)
         if self._reaper is not None:
             self._reaper.join()
 
+    def _active_jobs(self) -> int:
+        return self._jobs.active() if self._jobs is not None else 0
+
     def _wait_workers(self, launcher: PointLauncher, give_up: Callable[[], bool]) -> None:
+        """Restore points' and jobs' workers (a drill cancelled past the grace cleans up)."""
         watchdog = self.notifier.watchdog_interval()
-        while launcher.active() and not give_up():
-            launcher.join(self.tick)
+        while (launcher.active() or self._active_jobs()) and not give_up():
+            launcher.join(self.tick / 2)
+            if self._jobs is not None:
+                self._jobs.join(self.tick / 2)
             if watchdog is not None:
                 self.notifier.watchdog()
 

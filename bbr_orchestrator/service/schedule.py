@@ -1,4 +1,4 @@
-"""When plans fire: APScheduler cron triggers in each plan's own time zone."""
+"""When plans and their jobs fire: APScheduler cron triggers, each in its own time zone."""
 
 from __future__ import annotations
 
@@ -24,11 +24,17 @@ class PlanSchedule:
     next_fire: datetime | None
 
 
+def cron_trigger(schedule: str, timezone: str) -> CronTrigger:
+    """A cron trigger for ``schedule`` (crontab weekdays: 0 = Sunday; 6 fields: seconds
+    first), evaluated in ``timezone`` (DST handled by APScheduler). Plans, verify jobs and
+    drills all fire through this."""
+    fields = parse_crontab(schedule).as_kwargs()
+    return CronTrigger(timezone=ZoneInfo(timezone), **fields)
+
+
 def trigger(plan: PlanConfig) -> CronTrigger:
-    """The plan's cron trigger (crontab weekdays: 0 = Sunday), evaluated in the plan's time
-    zone (DST handled by APScheduler)."""
-    fields = parse_crontab(plan.schedule).as_kwargs()
-    return CronTrigger(timezone=ZoneInfo(plan.timezone), **fields)
+    """The plan's cron trigger, in the plan's time zone."""
+    return cron_trigger(plan.schedule, plan.timezone)
 
 
 def plan_schedules(plans: list[PlanConfig], now: datetime) -> list[PlanSchedule]:

@@ -59,6 +59,7 @@ class MemoryCatalog:
         self.restore_points: dict[str, RestorePoint] = {}
         self.artifacts: list[Artifact] = []
         self.logs: dict[str, list[LogLine]] = {}
+        self.job_firings: dict[tuple[str, datetime], JobFiringRow] = {}
         self._lock = threading.RLock()
 
     # -- runs ----------------------------------------------------------------------------
@@ -338,6 +339,39 @@ class MemoryCatalog:
             ]
         return max(times, default=None)
 
+    # -- job firings ---------------------------------------------------------------------
+
+    def claim_job_firing(
+        self, job: str, scheduled_for: datetime, daemon_instance: str, claimed_at: datetime
+    ) -> bool:
+        if scheduled_for.tzinfo is None or claimed_at.tzinfo is None:
+            raise ValueError("claim_job_firing: the catalog needs timezone-aware datetimes")
+        with self._lock:
+            if (job, scheduled_for) in self.job_firings:
+                return False
+            self.job_firings[(job, scheduled_for)] = JobFiringRow(
+                job, scheduled_for, daemon_instance, claimed_at
+            )
+            return True
+
+    def attach_job_run(self, job: str, scheduled_for: datetime, run_id: str) -> None:
+        with self._lock:
+            if run_id not in self.runs:
+                raise RunNotFound(run_id)
+            firing = self.job_firings.get((job, scheduled_for))
+            if firing is None:
+                at = scheduled_for.isoformat()
+                raise RunNotFound(run_id, f"no firing of job {job} at {at} to attach it to")
+            firing.run_id = run_id
+
+    def last_job_firing(self, job: str) -> datetime | None:
+        with self._lock:
+            return max((at for name, at in self.job_firings if name == job), default=None)
+
+    def count_job_firings(self, job: str, before: datetime) -> int:
+        with self._lock:
+            return sum(1 for name, at in self.job_firings if name == job and at < before)
+
     # -- artifacts and log ---------------------------------------------------------------
 
     def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:
@@ -361,6 +395,17 @@ class MemoryCatalog:
     def read_log(self, run_id: str, after_seq: int = 0) -> Iterator[LogLine]:
         with self._lock:
             return iter([line for line in self.logs.get(run_id, []) if line.seq > after_seq])
+
+
+@dataclasses.dataclass
+class JobFiringRow:
+    """One claimed firing of a scheduled job (a row of ``job_firings``)."""
+
+    job: str
+    scheduled_for: datetime
+    daemon_instance: str
+    claimed_at: datetime
+    run_id: str | None = None
 
 
 def _changes(update: RunUpdate | None) -> dict[str, Any]:

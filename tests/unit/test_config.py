@@ -60,6 +60,7 @@ def test_example_documents_every_setting() -> None:
         "min_verified",
         "smoke_command",
         "listen_address",
+        "rolling_percent",
     ):
         assert key in text, key
 
@@ -162,6 +163,44 @@ def test_drill_target_of_the_wrong_kind_is_refused() -> None:
     data = example()
     data["plans"][0]["drills"][0]["target"] = "cf"
     assert "cannot be restored into" in problems(data)["plans[0].drills[0].target"]
+
+
+def test_a_plan_verify_job_is_typed_and_defaults_to_latest() -> None:
+    """The example's verify job loads (rolling, 10%); without mode it re-reads the latest;
+    a plan without one has none."""
+    config = validate_data(example())
+    verify = config.plans[0].verify
+    assert verify is not None
+    assert (verify.schedule, verify.timezone, verify.mode, verify.rolling_percent) == (
+        "0 8 * * *",
+        "Europe/Berlin",
+        "rolling",
+        10,
+    )
+    data = example()
+    data["plans"][0]["verify"] = {"schedule": "*/5 * * * * *", "timezone": "UTC"}
+    assert validate_data(data).plans[0].verify.mode == "latest"  # type: ignore[union-attr]
+    del data["plans"][0]["verify"]
+    assert validate_data(data).plans[0].verify is None
+
+
+def test_a_bad_verify_job_is_reported_by_path() -> None:
+    """Schedule, time zone, mode and a percentage outside 1..100 each name their path."""
+    data = example()
+    data["plans"][0]["verify"] = {
+        "schedule": "0 25 * * *",
+        "timezone": "Mars/Olympus",
+        "mode": "sometimes",
+        "rolling_percent": 0,
+    }
+    found = problems(data)
+    for field in ("schedule", "timezone", "mode", "rolling_percent"):
+        assert f"plans[0].verify.{field}" in found, found
+    data["plans"][0]["verify"] = {"schedule": "0 8 * * *", "timezone": "UTC", "every": "day"}
+    assert "plans[0].verify.every" in problems(data)
+    data["plans"][0]["verify"] = {"timezone": "UTC", "rolling_percent": 101}
+    found = problems(data)
+    assert "plans[0].verify.schedule" in found and "plans[0].verify.rolling_percent" in found
 
 
 def test_catalog_url_with_password_is_refused() -> None:

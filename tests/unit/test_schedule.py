@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bbr_orchestrator.config.schema import PlanConfig
-from bbr_orchestrator.service.schedule import plan_schedules
+from bbr_orchestrator.service.schedule import cron_trigger, plan_schedules, trigger
 
 
 def plan(schedule: str, timezone: str, *, paused: bool = False) -> PlanConfig:
@@ -50,3 +50,23 @@ def test_naive_now_is_refused() -> None:
     """Time is always timezone-aware here."""
     with pytest.raises(ValueError, match="timezone-aware"):
         plan_schedules([plan("0 2 * * *", "UTC")], datetime(2026, 11, 27))
+
+
+def test_a_job_trigger_has_its_own_schedule_and_zone() -> None:
+    """A verify job or drill fires on its own cron line in its own zone, seconds included."""
+    cron = cron_trigger("0 6 * * 6", "Europe/Berlin")
+    after = datetime(2026, 11, 27, 12, tzinfo=UTC)  # a Friday
+    fire = cron.get_next_fire_time(None, after)
+    assert fire is not None and fire.astimezone(UTC) == datetime(2026, 11, 28, 5, tzinfo=UTC)
+    every5 = cron_trigger("*/5 * * * * *", "UTC")
+    fire = every5.get_next_fire_time(None, datetime(2026, 11, 27, 12, 0, 1, tzinfo=UTC))
+    assert fire == datetime(2026, 11, 27, 12, 0, 5, tzinfo=UTC)
+
+
+def test_a_plans_trigger_is_its_schedule_in_its_zone() -> None:
+    """trigger(plan) is cron_trigger(plan.schedule, plan.timezone)."""
+    nightly = plan("0 2 * * *", "Europe/Berlin")
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    assert trigger(nightly).get_next_fire_time(None, now) == cron_trigger(
+        "0 2 * * *", "Europe/Berlin"
+    ).get_next_fire_time(None, now)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ColumnElement
 
 from bbr_orchestrator.adapters.catalog.artifacts_log import SqlArtifactsAndLog
+from bbr_orchestrator.adapters.catalog.job_firings import SqlJobFirings
 from bbr_orchestrator.adapters.catalog.restore_points import SqlRestorePoints, heartbeat_points
 from bbr_orchestrator.adapters.catalog.rows import Refused, aware, checked, violates
 from bbr_orchestrator.adapters.catalog.run_rows import (
@@ -75,6 +76,7 @@ class SqlCatalog:
         self._points = SqlRestorePoints(db)
         self._records = SqlArtifactsAndLog(db)
         self._stats = SqlRunStats(db)
+        self._firings = SqlJobFirings(db)
 
     @property
     def url(self) -> str:
@@ -345,6 +347,22 @@ class SqlCatalog:
 
     def last_scheduled_for(self, plan: str) -> datetime | None:
         return self._points.last_scheduled_for(plan)
+
+    # -- job firings (SqlJobFirings) --------------------------------------------------------
+
+    def claim_job_firing(
+        self, job: str, scheduled_for: datetime, daemon_instance: str, claimed_at: datetime
+    ) -> bool:
+        return self._firings.claim_job_firing(job, scheduled_for, daemon_instance, claimed_at)
+
+    def attach_job_run(self, job: str, scheduled_for: datetime, run_id: str) -> None:
+        self._firings.attach_job_run(job, scheduled_for, run_id)
+
+    def last_job_firing(self, job: str) -> datetime | None:
+        return self._firings.last_job_firing(job)
+
+    def count_job_firings(self, job: str, before: datetime) -> int:
+        return self._firings.count_job_firings(job, before)
 
     # -- artifacts and log (SqlArtifactsAndLog) ---------------------------------------------
 
