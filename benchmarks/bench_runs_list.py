@@ -192,8 +192,10 @@ def bench_backend(
             for phase in ("indexed", "no index"):
                 if phase == "no index":
                     with db.engine.begin() as conn:
+                        # The list indexes only: MySQL keeps an index on a foreign key column.
                         for index in runs.indexes:
-                            index.drop(conn)
+                            if not any(column.foreign_keys for column in index.columns):
+                                index.drop(conn)
                 analyze(db)
                 with open_catalog(url) as catalog:
                     for label, call in queries(rows).items():
