@@ -130,6 +130,9 @@ class StoredObject:
 
     key: str
     size: int
+    retain_until: datetime | None = None
+    """S3 Object Lock: the object cannot be deleted before this (from ``head``; None: not
+    locked, or not known from a listing)."""
 
 
 class MultipartUpload(Protocol):

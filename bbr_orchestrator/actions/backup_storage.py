@@ -39,6 +39,8 @@ class Storage:
     """Called with every batch of bytes read (tests use it to act mid-transfer)."""
     display: ProgressDisplay | None = None
     """A progress bar for a person at a terminal."""
+    encryption_key_id: str | None = None
+    """The key ``store`` encrypts data objects with (recorded in the manifest); None: none."""
 
 
 def bbr_version(shell: Jumpbox, bbr: str, writer: RunLogWriter) -> str | None:
@@ -131,6 +133,12 @@ def _source(
         bbr_version=version,
         orchestrator_version=storage.orchestrator_version,
         started_at=run.started_at or run.created_at,
+        plan=run.plan,
+        restore_point_id=run.restore_point_id,
+        step=run.step,
+        trigger=run.trigger.value,
+        triggered_by=run.triggered_by,
+        encryption_key_id=storage.encryption_key_id,
     )
 
 

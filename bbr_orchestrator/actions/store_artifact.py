@@ -53,6 +53,12 @@ class ArtifactSource:
     bbr_version: str | None
     orchestrator_version: str
     started_at: datetime
+    plan: str | None = None
+    restore_point_id: str | None = None
+    step: int | None = None
+    trigger: str | None = None
+    triggered_by: str | None = None
+    encryption_key_id: str | None = None
 
 
 def find_artifact_dir(files: FileTransfer, workdir: str) -> str:
@@ -195,6 +201,12 @@ def upload_files(
         started_at=source.started_at,
         finished_at=clock.now(),
         orchestrator_version=source.orchestrator_version,
+        plan=source.plan,
+        restore_point_id=source.restore_point_id,
+        step=source.step,
+        trigger=source.trigger,
+        triggered_by=source.triggered_by,
+        encryption_key_id=source.encryption_key_id,
     )
     key = manifest_key(source.prefix, source.target, artifact.artifact_dir)
     store.put(key, manifest_json(manifest))

@@ -117,6 +117,15 @@ class Manifest:
     finished_at: datetime
     orchestrator_version: str
     format_version: int = MANIFEST_FORMAT_VERSION
+    # Optional, written when known (absent from older manifests): where the backup came from,
+    # so the catalog can be rebuilt from the bucket alone, and the client-side encryption key.
+    plan: str | None = None
+    restore_point_id: str | None = None
+    step: int | None = None
+    trigger: str | None = None
+    triggered_by: str | None = None
+    encryption_key_id: str | None = None
+    """The id of the key the data objects were encrypted with (None: not encrypted)."""
 
     def __post_init__(self) -> None:
         for field in ("started_at", "finished_at"):
@@ -135,6 +144,9 @@ def manifest_json(manifest: Manifest) -> bytes:
     data["started_at"] = _iso(manifest.started_at)
     data["finished_at"] = _iso(manifest.finished_at)
     data["metadata"]["jobs"] = list(manifest.metadata.jobs)
+    for key in OPTIONAL_FIELDS:
+        if data[key] is None:
+            del data[key]
     text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False)
     return (text + "\n").encode("utf-8")
 
@@ -191,6 +203,15 @@ _OBJECT_FIELDS: dict[str, type] = {
     "member_checksums": int,
 }
 _STRING_FIELDS = ("run_id", "target", "target_kind", "artifact_dir", "orchestrator_version")
+#: Optional manifest fields and their types (omitted when None).
+OPTIONAL_FIELDS: dict[str, type] = {
+    "plan": str,
+    "restore_point_id": str,
+    "step": int,
+    "trigger": str,
+    "triggered_by": str,
+    "encryption_key_id": str,
+}
 _SUMMARY_FIELDS: dict[str, type] = {
     "instances": int,
     "artifacts": int,
@@ -230,6 +251,7 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
     if counts["jobs"] is not None and not all(isinstance(j, str) for j in counts["jobs"]):
         reader.problems.append(ConfigProblem("metadata.jobs", "must be a list of strings"))
     started, finished = reader.when(data, "started_at"), reader.when(data, "finished_at")
+    optional = {k: reader.get(data, k, t, "") for k, t in OPTIONAL_FIELDS.items() if k in data}
     if reader.problems or started is None or finished is None:
         raise ManifestInvalid(source, reader.problems)
     counts["jobs"] = tuple(counts["jobs"])
@@ -245,4 +267,5 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         finished_at=finished,
         orchestrator_version=strings["orchestrator_version"],
         format_version=MANIFEST_FORMAT_VERSION,
+        **optional,
     )
