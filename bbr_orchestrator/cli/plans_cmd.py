@@ -13,7 +13,8 @@ from bbr_orchestrator.cli.app import Context, pass_context
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def plans(ctx: Context, as_json: bool) -> None:
-    """List the plans with their schedule, time zone and next fire time (paused: none)."""
+    """List the plans with their schedule, time zone and next fire time (paused: none), and
+    under each plan its verify job and restore drills with theirs."""
     from rich.table import Table
 
     from bbr_orchestrator.cli.render import console, to_json
@@ -38,11 +39,16 @@ def plans(ctx: Context, as_json: bool) -> None:
     ):
         table.add_column(column, no_wrap=column != "TARGETS")
     for item in schedules:
-        local = item.next_fire.strftime("%Y-%m-%d %H:%M %Z") if item.next_fire else "paused"
-        in_utc = (
-            item.next_fire.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ") if item.next_fire else "-"
-        )
         table.add_row(
-            item.plan, ", ".join(item.targets), item.schedule, item.timezone, local, in_utc
+            item.plan, ", ".join(item.targets), item.schedule, item.timezone, *_when(item.next_fire)
         )
+        for job in item.jobs:
+            table.add_row(f"  {job.job}", "", job.schedule, job.timezone, *_when(job.next_fire))
     console().print(table)
+
+
+def _when(moment: datetime | None) -> tuple[str, str]:
+    """The next fire time in its own zone and in UTC ("paused" when there is none)."""
+    if moment is None:
+        return "paused", "-"
+    return moment.strftime("%Y-%m-%d %H:%M %Z"), moment.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")

@@ -13,8 +13,19 @@ from bbr_orchestrator.core.cron import parse_crontab
 
 
 @dataclass(frozen=True)
+class JobSchedule:
+    """A plan's verify job or restore drill and its next firing (None when the plan is paused)."""
+
+    job: str
+    """``verify (latest)``, ``verify (rolling 10%)`` or ``drill SOURCE -> DRILL_TARGET``."""
+    schedule: str
+    timezone: str
+    next_fire: datetime | None
+
+
+@dataclass(frozen=True)
 class PlanSchedule:
-    """A plan's schedule and its next firing (None when paused)."""
+    """A plan's schedule and its next firing (None when paused), with its jobs."""
 
     plan: str
     targets: tuple[str, ...]
@@ -22,6 +33,7 @@ class PlanSchedule:
     timezone: str
     paused: bool
     next_fire: datetime | None
+    jobs: tuple[JobSchedule, ...] = ()
 
 
 def cron_trigger(schedule: str, timezone: str) -> CronTrigger:
@@ -43,7 +55,22 @@ def plan_schedules(plans: list[PlanConfig], now: datetime) -> list[PlanSchedule]
         raise ValueError("now must be timezone-aware")
     out = []
     for plan in plans:
-        upcoming = None if plan.paused else trigger(plan).get_next_fire_time(None, now)
+
+        def next_fire(schedule: str, timezone: str, paused: bool = plan.paused) -> datetime | None:
+            return (
+                None if paused else cron_trigger(schedule, timezone).get_next_fire_time(None, now)
+            )
+
+        jobs = []
+        if plan.verify is not None:
+            verify = plan.verify
+            mode = "latest" if verify.mode == "latest" else f"rolling {verify.rolling_percent}%"
+            when = next_fire(verify.schedule, verify.timezone)
+            jobs.append(JobSchedule(f"verify ({mode})", verify.schedule, verify.timezone, when))
+        for drill in plan.drills:
+            when = next_fire(drill.schedule, drill.timezone)
+            label = f"drill {drill.source} -> {drill.target}"
+            jobs.append(JobSchedule(label, drill.schedule, drill.timezone, when))
         out.append(
             PlanSchedule(
                 plan=plan.name,
@@ -51,7 +78,8 @@ def plan_schedules(plans: list[PlanConfig], now: datetime) -> list[PlanSchedule]
                 schedule=plan.schedule,
                 timezone=plan.timezone,
                 paused=plan.paused,
-                next_fire=upcoming,
+                next_fire=next_fire(plan.schedule, plan.timezone),
+                jobs=tuple(jobs),
             )
         )
     return out

@@ -70,3 +70,38 @@ def test_a_plans_trigger_is_its_schedule_in_its_zone() -> None:
     assert trigger(nightly).get_next_fire_time(None, now) == cron_trigger(
         "0 2 * * *", "Europe/Berlin"
     ).get_next_fire_time(None, now)
+
+
+def test_a_plans_verify_job_and_drills_are_listed_with_their_next_fire() -> None:
+    """Each plan lists its verify job and drills, each at its own schedule and zone."""
+    nightly = PlanConfig.model_validate(
+        {
+            "name": "nightly",
+            "targets": ["bosh-director"],
+            "schedule": "0 2 * * *",
+            "timezone": "UTC",
+            "verify": {
+                "schedule": "0 8 * * *",
+                "timezone": "Europe/Berlin",
+                "mode": "rolling",
+                "rolling_percent": 25,
+            },
+            "drills": [
+                {
+                    "target": "sandbox",
+                    "source": "bosh-director",
+                    "schedule": "0 6 * * 6",
+                    "timezone": "UTC",
+                }
+            ],
+        }
+    )
+    (item,) = plan_schedules([nightly], datetime(2026, 11, 27, 12, tzinfo=UTC))
+    verify, drill = item.jobs
+    assert verify.job == "verify (rolling 25%)"
+    assert verify.next_fire is not None
+    assert verify.next_fire.astimezone(UTC) == datetime(2026, 11, 28, 7, tzinfo=UTC)
+    assert drill.job == "drill bosh-director -> sandbox"
+    assert drill.next_fire == datetime(2026, 11, 28, 6, tzinfo=UTC)  # a Saturday
+    paused = nightly.model_copy(update={"paused": True})
+    assert all(job.next_fire is None for job in plan_schedules([paused], datetime.now(UTC))[0].jobs)
