@@ -1,7 +1,8 @@
-"""The object store section of the config: bucket, endpoint, credentials, encryption."""
+"""The object store section of the config: bucket, endpoint, credentials, encryption, lock."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -9,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from bbr_orchestrator.config.base import Model as _Model
-from bbr_orchestrator.config.types import SecretRef
+from bbr_orchestrator.config.types import Duration, SecretRef
 
 
 class AddressingStyle(StrEnum):
@@ -27,6 +28,45 @@ class ServerSideEncryption(StrEnum):
 class RequestChecksums(StrEnum):
     WHEN_SUPPORTED = "when_supported"
     WHEN_REQUIRED = "when_required"
+
+
+MAX_RETAIN_FOR = timedelta(days=3650)
+"""Ten years: longer is taken for a typo (a compliance-mode lock cannot be shortened)."""
+
+
+class ObjectLockMode(StrEnum):
+    GOVERNANCE = "governance"
+    COMPLIANCE = "compliance"
+
+
+class ObjectLockConfig(_Model):
+    """S3 Object Lock: every object written is retained (no one can delete it) until a date."""
+
+    mode: ObjectLockMode = Field(
+        description=(
+            "compliance: no one, not even the account root, can delete an object or shorten its "
+            "retention before the date; governance: only users granted "
+            "s3:BypassGovernanceRetention can (bbr-orchestrator never uses that permission)."
+        ),
+        examples=["compliance"],
+    )
+    retain_for: Duration = Field(
+        default=timedelta(days=30),
+        description=(
+            "Every object is written with retain-until = write time + this. Set it at least to "
+            "the longest retention horizon of the plans, so that a backup cannot be deleted "
+            "before retention would delete it; pruning reports backups whose objects are still "
+            "retained and deletes them on a later run."
+        ),
+    )
+
+    @field_validator("retain_for")
+    @classmethod
+    def _sane_retention(cls, value: timedelta) -> timedelta:
+        if value > MAX_RETAIN_FOR:
+            # A typo here cannot be undone in compliance mode: every object would stay for it.
+            raise ValueError(f"at most {MAX_RETAIN_FOR.days} days")
+        return value
 
 
 class CredentialsConfig(_Model):
@@ -96,6 +136,21 @@ class ObjectStoreConfig(_Model):
     )
     verify_tls: bool = Field(default=True, description="Verify the endpoint's TLS certificate.")
     ca_bundle: Path | None = Field(default=None, description="CA bundle for the endpoint.")
+    object_lock: ObjectLockConfig | None = Field(
+        default=None,
+        description=(
+            "S3 Object Lock (none when not set): every object is written with retain-until = "
+            "write time + retain_for (default 30d), before which no one can delete or overwrite "
+            "it, not even with our own credentials. mode: compliance (no one can lift it) or "
+            "governance (users with s3:BypassGovernanceRetention could; we never do). Set "
+            "retain_for at least to the longest retention horizon of the plans, so that a backup "
+            "cannot be deleted before retention would delete it. Needs a versioned bucket "
+            "created with object lock enabled; deletes then remove every version of an object "
+            "(a plain delete would only hide it behind a delete marker), and a delete before the "
+            "date is refused by the store (pruning retries it on a later run)."
+        ),
+        examples=[{"mode": "compliance", "retain_for": "35d"}],
+    )
 
     @field_validator("bucket")
     @classmethod

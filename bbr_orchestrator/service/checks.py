@@ -3,7 +3,9 @@
 Checked: the catalog (reachable, at the migration head); each jumpbox in use (reachable with
 a trusted host key, ``bbr version``, free space in the work root); each target (``bbr ...
 pre-backup-check`` in a throwaway directory, not recorded as a run); the object store (a
-probe object written, read back, compared and deleted). Every ``OrchestratorError`` becomes a
+probe object written, read back, compared and deleted; with object lock configured: the bucket
+has lock and versioning enabled, and the probe, written with a retention of a few seconds, is
+refused deletion until then and deleted after). Every ``OrchestratorError`` becomes a
 CRITICAL record; only programming errors escape. One SSH connection per jumpbox.
 """
 
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import secrets
 import shlex
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from bbr_orchestrator.adapters import catalog as sql_catalog
+from bbr_orchestrator.adapters.s3 import RetryPolicy, S3ObjectStore
 from bbr_orchestrator.config import Config
 from bbr_orchestrator.config.schema import JumpboxConfig
 from bbr_orchestrator.core.bbr_argv import Operation
@@ -27,7 +32,8 @@ from bbr_orchestrator.core.checks import (
 )
 from bbr_orchestrator.core.models import LogStream, RunFilter, RunKind, RunState
 from bbr_orchestrator.core.outcome import decode_exit
-from bbr_orchestrator.errors import OrchestratorError
+from bbr_orchestrator.core.retention import duration_text
+from bbr_orchestrator.errors import DeleteFailed, OrchestratorError
 from bbr_orchestrator.ports import Jumpbox, ObjectStore
 from bbr_orchestrator.service import wiring
 
@@ -36,6 +42,9 @@ PROBE_DIR = ".bbr-orchestrator-check"
 _SHORT_TIMEOUT = 60.0
 _TAIL_LINES = 5
 _DETAIL_CHARS = 500
+PROBE_RETENTION = timedelta(seconds=2)
+"""Under object lock, the probe object is retained this long (and deleted after)."""
+_PROBE_DELETE_TRIES = 5
 
 
 def run_checks(
@@ -121,21 +130,79 @@ def _check_catalog(config: Config) -> tuple[CheckResult, dict[str, int]]:
 
 
 def _check_object_store(config: Config) -> list[CheckResult]:
-    """Write, read back, compare and delete a small probe object under the prefix."""
+    """Write, read back, compare and delete a small probe object under the prefix (and the
+    bucket's object lock)."""
     settings = config.object_store
     subject = f"s3://{settings.bucket}/{settings.prefix}".rstrip("/")
+    lock = _check_object_lock(config, subject)
+    locked = settings.object_lock is not None and lock is not None and lock.status is CheckStatus.OK
     try:
-        store = wiring.storage(config).store
-        detail = _probe_store(store, f"{settings.prefix}/{PROBE_DIR}/{secrets.token_hex(8)}")
+        store = wiring.storage(_probe_config(config, locked=locked)).store
+        key = f"{settings.prefix}/{PROBE_DIR}/{secrets.token_hex(8)}"
+        detail = _probe_store(store, key, locked=locked)
     except OrchestratorError as exc:
-        return [_critical("object-store", subject, f"bucket {settings.bucket}: {exc}")]
+        detail = str(exc)
+    extra = [lock] if lock is not None else []
     if detail is not None:
-        return [_critical("object-store", subject, f"bucket {settings.bucket}: {detail}")]
-    return [_ok("object-store", subject, "probe object written, read back and deleted")]
+        return [_critical("object-store", subject, f"bucket {settings.bucket}: {detail}"), *extra]
+    done = "refused deletion until its retain-until date, then deleted" if locked else "deleted"
+    return [_ok("object-store", subject, f"probe object written, read back and {done}"), *extra]
 
 
-def _probe_store(store: ObjectStore, key: str) -> str | None:
-    """None when the probe round-trips; otherwise what went wrong (StorageError propagates)."""
+def _check_object_lock(config: Config, subject: str) -> CheckResult | None:
+    """With ``object_lock`` set: the bucket must have object lock and versioning enabled. Without
+    it: a warning when the bucket has object lock anyway (None: nothing to say)."""
+    settings = config.object_store
+    wanted = settings.object_lock
+    try:
+        retry = None if wanted else RetryPolicy(attempts=1)
+        state = S3ObjectStore.from_config(settings, retry=retry).bucket_lock()
+    except OrchestratorError as exc:
+        return _critical("object-lock", subject, str(exc)) if wanted else None
+    default = f"; bucket default {state.default_retention}" if state.default_retention else ""
+    if wanted is None:
+        if not state.enabled:
+            return None
+        return CheckResult(
+            "object-lock",
+            subject,
+            CheckStatus.WARNING,
+            _clip(
+                f"bucket {settings.bucket} has object lock enabled{default}, but "
+                "object_store.object_lock is not set: deletes only add delete markers (the "
+                "data stays, billed); set object_lock to write retention and delete versions"
+            ),
+        )
+    if not state.enabled or state.versioning != "Enabled":
+        return _critical(
+            "object-lock",
+            subject,
+            f"object_store.object_lock is set, but bucket {settings.bucket} has object lock "
+            f"{'enabled' if state.enabled else 'not enabled'} and versioning "
+            f"{state.versioning or 'never enabled'}: object lock needs a versioned bucket "
+            "created with object lock enabled",
+        )
+    return _ok(
+        "object-lock",
+        subject,
+        f"object lock and versioning enabled; objects retained in {wanted.mode.value} mode "
+        f"for {duration_text(wanted.retain_for)}{default}",
+    )
+
+
+def _probe_config(config: Config, *, locked: bool) -> Config:
+    """``config`` with the probe's retention: a few seconds (None when the lock check failed)."""
+    settings = config.object_store
+    if settings.object_lock is None:
+        return config
+    lock = settings.object_lock.model_copy(update={"retain_for": PROBE_RETENTION})
+    probe = settings.model_copy(update={"object_lock": lock if locked else None})
+    return config.model_copy(update={"object_store": probe})
+
+
+def _probe_store(store: ObjectStore, key: str, *, locked: bool = False) -> str | None:
+    """None when the probe round-trips (under object lock: and an early delete is refused);
+    otherwise what went wrong (StorageError propagates)."""
     data = f"bbr-orchestrator check {key}\n".encode()
     # List first: some S3-compatible stores (SeaweedFS) create a missing bucket on PUT, which
     # would hide a misspelt bucket name; a listing fails on it (and needs the list permission
@@ -145,10 +212,42 @@ def _probe_store(store: ObjectStore, key: str) -> str | None:
     try:
         got = _read_all(store, key, limit=len(data) + 1)
     finally:
-        store.delete([key])
+        problem = _delete_probe(store, key, locked=locked)
     if got != data:
         return f"probe object {key} read back differs from what was written ({len(got)} bytes)"
-    return None
+    return problem
+
+
+def _delete_probe(store: ObjectStore, key: str, *, locked: bool) -> str | None:
+    """Delete the probe; under object lock at once (must be refused), then again after the
+    retain-until date (must pass)."""
+    if not locked:
+        store.delete([key])
+        return None
+    head = store.head(key)
+    until = head.retain_until if head is not None else None
+    try:
+        store.delete([key])
+    except DeleteFailed as exc:
+        if "retained until" not in exc.failures.get(key, ""):
+            raise
+    else:
+        return (
+            f"probe object {key} (retain-until {until}) was deleted at once: the store does "
+            "not enforce object lock"
+        )
+    deadline = until or datetime.now(UTC) + PROBE_RETENTION
+    for _ in range(_PROBE_DELETE_TRIES):  # 0.5 s apart: a little clock skew is fine
+        time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.5)
+        try:
+            store.delete([key])
+        except DeleteFailed:
+            continue
+        return None
+    return (
+        f"probe object {key} is still retained after its retain-until date {deadline}: "
+        "is the clock of this host or of the store wrong?"
+    )
 
 
 def _read_all(store: ObjectStore, key: str, *, limit: int) -> bytes:
