@@ -180,3 +180,47 @@ def test_every_manifest_problem_is_named_by_path() -> None:
         "started_at",
     ]
     assert "s3://bucket/manifest.json" in str(caught.value)
+
+
+ORIGIN = {
+    "plan": "nightly",
+    "restore_point_id": "20261127T020000Z-0a1b2c3d",
+    "step": 2,
+    "trigger": "schedule",
+    "triggered_by": "plan nightly",
+    "encryption_key_id": "key-2026",
+}
+
+
+def test_manifest_with_origin_fields_round_trips() -> None:
+    """Plan, restore point, step, trigger, who and the key id are written and read back."""
+    original = replace(manifest(), **ORIGIN)  # type: ignore[arg-type]
+    raw = manifest_json(original)
+    assert {k: v for k, v in json.loads(raw).items() if k in ORIGIN} == ORIGIN
+    assert parse_manifest(raw, "m") == original
+
+
+def test_manifest_without_origin_fields_omits_them() -> None:
+    """Fields left None are not written at all (older readers see the format they know)."""
+    data = json.loads(manifest_json(manifest()))
+    assert not set(ORIGIN) & set(data)
+    assert parse_manifest(manifest_json(manifest()), "m") == manifest()
+
+
+def test_an_older_manifest_without_origin_fields_still_parses() -> None:
+    """A manifest written before the optional fields existed reads with them all None."""
+    data = json.loads(manifest_json(replace(manifest(), **ORIGIN)))  # type: ignore[arg-type]
+    for key in ORIGIN:
+        del data[key]
+    parsed = parse_manifest(json.dumps(data).encode(), "old/manifest.json")
+    assert all(getattr(parsed, key) is None for key in ORIGIN)
+    assert parsed == manifest()
+
+
+def test_origin_fields_of_the_wrong_type_are_named_by_path() -> None:
+    """An optional field present with the wrong type (a null, a bool step) is a problem."""
+    data = json.loads(manifest_json(manifest()))
+    data.update(plan=None, step=True, trigger=3)
+    with pytest.raises(ManifestInvalid) as caught:
+        parse_manifest(json.dumps(data).encode(), "m")
+    assert [p.path for p in caught.value.problems] == ["plan", "step", "trigger"]
