@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bbr_orchestrator.actions import workdirs
 from bbr_orchestrator.actions.progress import ProgressDisplay, TransferProgress
@@ -63,9 +63,13 @@ def store_backup(
     workdir: str,
     version: str | None,
     writer: RunLogWriter,
+    *,
+    bbr_outcome: str | None = None,
 ) -> int:
-    """Upload, verify and record the bbr artifact in ``workdir``; returns the bytes stored."""
-    source = _source(storage, run, target_kind, workdir, version)
+    """Upload, verify and record the bbr artifact in ``workdir``; returns the bytes stored.
+    ``bbr_outcome`` (bbr's decoded exit) goes into the manifest, so a catalog rebuilt from the
+    bucket knows an unlock-failed backup from a clean one."""
+    source = replace(_source(storage, run, target_kind, workdir, version), bbr_outcome=bbr_outcome)
 
     def upload(hooks: _Hooks) -> Manifest:
         return store_artifact(

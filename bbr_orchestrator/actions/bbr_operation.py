@@ -340,7 +340,16 @@ def _store(
     """Stream the artifact to the object store; on failure the run fails and the artifact stays."""
     try:
         stored = store_backup(
-            catalog, session, clock, storage, run, spec.target_kind, workdir, version, writer
+            catalog,
+            session,
+            clock,
+            storage,
+            run,
+            spec.target_kind,
+            workdir,
+            version,
+            writer,
+            bbr_outcome=result.update.outcome,
         )
     except OrchestratorError as exc:
         where = f"{workdir} on {session.current.host}"

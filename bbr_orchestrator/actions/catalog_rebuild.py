@@ -375,6 +375,9 @@ def point_verdict(
     if missing:
         why = "though earlier restore points of the plan have one"
         return RestorePointState.PARTIAL, f"{head}; no backup of {', '.join(missing)}, {why}"
+    failed = sorted(m.target for m in manifests if _state(m) is RunState.FAILED)
+    if failed:
+        return RestorePointState.PARTIAL, f"{head}; bbr failed for {', '.join(failed)}"
     return RestorePointState.COMPLETE, head
 
 
@@ -396,7 +399,7 @@ def _run_of(found: _Found, linked: bool) -> RebuiltRun:
         triggered_by=m.triggered_by or REBUILT_BY,
         created_at=m.started_at,
         plan=m.plan,
-        state=RunState.SUCCEEDED,
+        state=_state(m),
         restore_point_id=m.restore_point_id,
         step=m.step,
     )
@@ -405,7 +408,7 @@ def _run_of(found: _Found, linked: bool) -> RebuiltRun:
     update = RunUpdate(
         started_at=m.started_at,
         finished_at=m.finished_at,
-        outcome="succeeded",
+        outcome=m.bbr_outcome or "succeeded",
         bytes_total=sum(o.size for o in m.objects),
     )
     artifacts = (
@@ -415,6 +418,14 @@ def _run_of(found: _Found, linked: bool) -> RebuiltRun:
     return RebuiltRun(run, update, found.key, artifacts)
 
 
+def _state(manifest: Manifest) -> RunState:
+    """Succeeded, unless bbr's outcome recorded in the manifest says the run failed although
+    its artifact is complete (``unlock-failed``: the platform may have stayed locked)."""
+    if manifest.bbr_outcome in (None, "succeeded"):
+        return RunState.SUCCEEDED
+    return RunState.FAILED
+
+
 def _record(catalog: Catalog, clock: Clock, entry: RebuiltRun) -> bool:
     """Insert the run already final (a ``succeeded`` run holds no target and no reaper takes
     it for a stale one), then its fields, rows and log line; False when it appeared meanwhile."""
@@ -422,7 +433,8 @@ def _record(catalog: Catalog, clock: Clock, entry: RebuiltRun) -> bool:
         catalog.create_run(entry.run)
     except RunConflict:
         return False
-    catalog.transition(entry.run.id, [RunState.SUCCEEDED], RunState.SUCCEEDED, entry.update)
+    state = entry.run.state
+    catalog.transition(entry.run.id, [state], state, entry.update)
     catalog.add_artifacts(entry.artifacts)
     catalog.append_log(
         entry.run.id, [(clock.now(), LogStream.EVENT, f"rebuilt from {entry.manifest_key}")]

@@ -59,6 +59,7 @@ class ArtifactSource:
     trigger: str | None = None
     triggered_by: str | None = None
     encryption_key_id: str | None = None
+    bbr_outcome: str | None = None
 
 
 def find_artifact_dir(files: FileTransfer, workdir: str) -> str:
@@ -207,6 +208,7 @@ def upload_files(
         trigger=source.trigger,
         triggered_by=source.triggered_by,
         encryption_key_id=source.encryption_key_id,
+        bbr_outcome=source.bbr_outcome,
     )
     key = manifest_key(source.prefix, source.target, artifact.artifact_dir)
     store.put(key, manifest_json(manifest))

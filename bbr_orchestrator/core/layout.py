@@ -126,6 +126,9 @@ class Manifest:
     triggered_by: str | None = None
     encryption_key_id: str | None = None
     """The id of the key the data objects were encrypted with (None: not encrypted)."""
+    bbr_outcome: str | None = None
+    """bbr's decoded outcome when the artifact was stored: ``succeeded``, or ``unlock-failed``
+    for a complete artifact of a run that still failed (the platform may be locked)."""
 
     def __post_init__(self) -> None:
         for field in ("started_at", "finished_at"):
@@ -211,6 +214,7 @@ OPTIONAL_FIELDS: dict[str, type] = {
     "trigger": str,
     "triggered_by": str,
     "encryption_key_id": str,
+    "bbr_outcome": str,
 }
 _SUMMARY_FIELDS: dict[str, type] = {
     "instances": int,

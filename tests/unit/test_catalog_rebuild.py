@@ -405,3 +405,20 @@ def test_the_command_prints_counts_runs_points_problems_and_orphans() -> None:
         *(f"    {PREFIX}/cf/cf_half/part-{n}.tar" for n in range(5)),
         "    ... and 2 more",
     ]
+
+
+def test_an_unlock_failed_backup_comes_back_failed_and_its_point_partial() -> None:
+    """A manifest whose bbr outcome is unlock-failed rebuilds a failed run with that outcome
+    (its artifact rows kept), and its restore point partial, naming the target."""
+    store, catalog = FakeReadStore(), MemoryCatalog()
+    point = "20261127T015959Z-0000000f"
+    backup(store, "20261127T020000Z-0000000a", **step(point, 1), bbr_outcome="unlock-failed")
+    backup(store, "20261127T020000Z-0000000b", "cf", kind=TargetKind.DEPLOYMENT, minutes=5,
+           **step(point, 2))  # fmt: skip
+    rebuild(catalog, store)
+    run = catalog.get_run("20261127T020000Z-0000000a")
+    assert (run.state, run.outcome) == (RunState.FAILED, "unlock-failed")
+    assert len(catalog.list_artifacts(run.id)) == 3
+    rebuilt = catalog.get_restore_point(point)
+    assert rebuilt.state is RestorePointState.PARTIAL
+    assert "bbr failed for director-a" in (rebuilt.summary or "")
