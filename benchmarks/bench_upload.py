@@ -10,6 +10,8 @@ otherwise be what gets measured). The artifact is a bbr artifact directory of ``
 
 - ``ours``: ``store_artifact`` with the real adapters (SSH exec-channel reads, SHA-256 of every
   file and of every tar member checked against ``metadata``, CRC32 multipart parts);
+- ``ours+enc``: the same through the client-side encryption (``EncryptingStore``: AES-256-GCM
+  in 64 KiB chunks), so the difference is what encryption costs;
 - ``A scp+aws``: the two-step way: ``scp -r`` the directory to local disk, then
   ``aws s3 cp --recursive`` (or a boto3 ``upload_file`` helper process when no ``aws``);
 - ``B ssh|aws``: ``ssh jumpbox cat FILE | aws s3 cp - s3://...`` per file (or boto3
@@ -21,6 +23,7 @@ Nothing is verified in A, B or the limits. Uploaded objects are deleted after ev
 
 Usage: .venv/bin/python benchmarks/bench_upload.py [--size-gib 4] [--reps 3]
        [--server rclone|seaweedfs] [--files 4] [--ours 4x16,8x16] [--workdir DIR]
+       [--modes ssh-cat,s3-put,A,B,ours,ours-enc]
 """
 
 from __future__ import annotations
@@ -351,7 +354,7 @@ class Bench:
         ]  # fmt: skip
 
 
-_PREFIXES = {"ours": "ours", "A": "a", "B": "b", "s3": "put"}
+_PREFIXES = {"ours": "ours", "ours+enc": "ours", "A": "a", "B": "b", "s3": "put"}
 """The key prefix each uploading mode writes under (by the first word of its name)."""
 
 
@@ -389,7 +392,9 @@ def mode_b(b: Bench, rep: str) -> Measured:
     return run_measured(cmds, b.store.env())
 
 
-def _ours(b: Bench, rep: str, *, parts_in_flight: int, part_mib: int) -> Measured:
+def _ours(
+    b: Bench, rep: str, *, parts_in_flight: int, part_mib: int, encrypt: bool = False
+) -> Measured:
     job = {
         "box": b.box,
         "endpoint_url": b.store.endpoint_url,
@@ -397,6 +402,7 @@ def _ours(b: Bench, rep: str, *, parts_in_flight: int, part_mib: int) -> Measure
         "prefix": f"ours-{rep}",
         "parts_in_flight": parts_in_flight,
         "part_mib": part_mib,
+        "encrypt": encrypt,
     }
     return run_measured([b.helper("ours", json.dumps(job))], b.store.env())
 
@@ -414,6 +420,7 @@ def helper_ours(job: dict[str, Any]) -> None:
     from bbr_orchestrator.config.schema import ObjectStoreConfig
     from bbr_orchestrator.core.models import TargetKind
     from bbr_orchestrator.log import configure_logging
+    from bbr_orchestrator.ports import ObjectStore
 
     configure_logging("info", "json")
     box = job["box"]
@@ -437,7 +444,12 @@ def helper_ours(job: dict[str, Any]) -> None:
         parts_in_flight=job["parts_in_flight"], min_part_size=job["part_mib"] * MiB
     )
     limits = ClientLimits(parallel_parts=max(ClientLimits().parallel_parts, job["parts_in_flight"]))
-    store = S3ObjectStore(make_client(config, limits), BUCKET, job["prefix"])
+    store: ObjectStore = S3ObjectStore(make_client(config, limits), BUCKET, job["prefix"])
+    if job.get("encrypt"):
+        from bbr_orchestrator.adapters.encryption import EncryptingStore, Keyring
+
+        keys = Keyring({"bench": os.urandom(32)})
+        store = EncryptingStore(store, keys, "bench", prefix=job["prefix"])
     clock = SystemClock()
 
     def connect() -> SshJumpbox:
@@ -531,7 +543,9 @@ def main() -> None:
         help="ours variants, parts_in_flight x min part MiB (default: the StreamSettings ones)",
     )
     parser.add_argument(
-        "--modes", default="ssh-cat,s3-put,A,B,ours", help="which modes, comma-separated"
+        "--modes",
+        default="ssh-cat,s3-put,A,B,ours,ours-enc",
+        help="which modes, comma-separated (ours-enc: ours through the encryption)",
     )
     parser.add_argument(
         "--workdir", type=Path, help="keep the artifact here (reused next time); default: temp"
@@ -581,11 +595,15 @@ def main() -> None:
         if "B" in wanted:
             modes["B ssh cat | aws s3 cp"] = mode_b
         ours_names = []
-        if "ours" in wanted:
+        for mode, label in (("ours", "ours"), ("ours-enc", "ours+enc")):
+            if mode not in wanted:
+                continue
             for count, size in parse_ours(args.ours):
-                name = f"ours {count}x{size}MiB"
+                name = f"{label} {count}x{size}MiB"
                 ours_names.append(name)
-                modes[name] = functools.partial(_ours, parts_in_flight=count, part_mib=size)
+                modes[name] = functools.partial(
+                    _ours, parts_in_flight=count, part_mib=size, encrypt=mode == "ours-enc"
+                )
 
         print(
             f"artifact: {len(listing)} files, {bench.total / GiB:.2f} GiB "
@@ -597,7 +615,8 @@ def main() -> None:
         results: dict[str, list[Measured]] = {name: [] for name in modes}
         for rep in range(args.reps):
             for name, mode in modes.items():
-                tag = f"{name.split()[0].lower()}{len(results[name])}-{uuid.uuid4().hex[:6]}"
+                word = name.split()[0].lower().replace("+", "-")
+                tag = f"{word}{len(results[name])}-{uuid.uuid4().hex[:6]}"
                 before = [process_cpu(pid) for pid in bench.servers]
                 measured = mode(bench, tag)
                 time.sleep(0.5)  # let the sshd session processes be reaped
@@ -652,6 +671,16 @@ def main() -> None:
             peak = max(r.peak_rss_mib for r in results[name])
             print(f"{name}: {', '.join(ratios)}; peak RSS (max of runs) {peak:.0f} MiB")
         print("targets: ours/A >= 1.15, ours/B >= 1.15, peak RSS <= 256 MiB")
+        for name in ours_names:
+            plain = name.replace("ours+enc", "ours", 1)
+            if name == plain or plain not in speed:
+                continue
+            cpu = [statistics.median(r.cpu_seconds for r in results[n]) for n in (plain, name)]
+            print(
+                f"encryption cost ({plain.split()[1]}): {speed[name]:.0f} vs {speed[plain]:.0f} "
+                f"MiB/s ({speed[name] / speed[plain] - 1:+.0%}), client CPU "
+                f"{cpu[1]:.1f} vs {cpu[0]:.1f} s ({cpu[1] - cpu[0]:+.1f} s)"
+            )
 
 
 if __name__ == "__main__":

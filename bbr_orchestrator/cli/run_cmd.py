@@ -166,7 +166,11 @@ def run(ctx: Context, operation: str, target: str, live: bool | None, wait_for: 
                 Requester(Trigger.OPERATOR, operator(), owner),
                 cancel=cancel,
                 observer=_echo_line if show else None,
-                storage=storage(config, progress) if operation == Operation.BACKUP else None,
+                storage=(
+                    storage(config, progress, target=target)
+                    if operation == Operation.BACKUP
+                    else None
+                ),
             ),
             lambda: _holder(catalog, target),
             patience,

@@ -92,8 +92,12 @@ EXAMPLE: dict[str, Any] = {
                 "mode": "rolling",
                 "rolling_percent": 10,
             },
+            "encryption_key": "key-2026-01",
         }
     ],
+    "encryption": {
+        "keys": [{"id": "key-2026-01", "key": {"credential": "backup_key_2026_01"}}],
+    },
 }
 
 HEADER = """\

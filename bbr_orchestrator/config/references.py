@@ -46,7 +46,8 @@ def _unknown(kind: str, name: object, known: dict[str, Any]) -> str:
 
 
 def check_references(data: dict[str, Any]) -> list[ConfigProblem]:
-    """Duplicate names and references to jumpboxes and targets that do not exist."""
+    """Duplicate names and references to jumpboxes, targets and encryption keys that do not
+    exist."""
     problems: list[ConfigProblem] = []
     for section in ("jumpboxes", "targets", "plans"):
         problems.extend(_names(data, section))
@@ -72,9 +73,35 @@ def check_references(data: dict[str, Any]) -> list[ConfigProblem]:
             if not isinstance(drill, dict):
                 continue
             problems.extend(_check_drill(f"plans[{i}].drills[{k}]", drill, listed, targets))
+    problems.extend(_encryption_keys(data))
     reported = {p.path for p in problems}  # one problem per drill target is enough
     problems.extend(p for p in _drills_into_production(data) if p.path not in reported)
     return problems
+
+
+def _encryption_keys(data: dict[str, Any]) -> Iterator[ConfigProblem]:
+    """Key ids are unique, and every plan's ``encryption_key`` names one of them."""
+    section = data.get("encryption")
+    raw = section.get("keys") if isinstance(section, dict) else None
+    keys = raw if isinstance(raw, list) else []
+    seen: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        key_id = key.get("id") if isinstance(key, dict) else None
+        if not isinstance(key_id, str):
+            continue
+        if key_id in seen:
+            yield ConfigProblem(
+                f"encryption.keys[{i}].id",
+                f"duplicate key id {key_id!r} (already used by encryption.keys[{seen[key_id]}])",
+            )
+        else:
+            seen[key_id] = i
+    for i, plan in _items(data, "plans"):
+        chosen = plan.get("encryption_key")
+        if isinstance(chosen, str) and chosen not in seen:
+            yield ConfigProblem(
+                f"plans[{i}].encryption_key", _unknown("encryption key", chosen, seen)
+            )
 
 
 def _drills_into_production(data: dict[str, Any]) -> Iterator[ConfigProblem]:

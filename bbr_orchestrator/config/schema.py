@@ -283,6 +283,34 @@ class VerifyJobConfig(_Model):
     )
 
 
+class EncryptionKeyConfig(_Model):
+    """One key for client-side encryption. Keep a key here as long as any backup made with it
+    is kept: restores, verifications and drills need it."""
+
+    id: Name = Field(
+        description="Key id, recorded in every object it encrypts and in the manifest.",
+        examples=["key-2026-01"],
+    )
+    key: SecretRef = Field(
+        description=(
+            "The key: base64 of 32 random bytes (`head -c 32 /dev/urandom | base64`). "
+            "Losing it loses every backup made with it."
+        ),
+        examples=[{"credential": "backup_key_2026_01"}],
+    )
+
+
+class EncryptionConfig(_Model):
+    """Client-side encryption of stored backups: every object but manifest.json is encrypted
+    while it streams (AES-256-GCM, each 64 KiB chunk authenticated) with the key its plan
+    names; any backup is read with the key its objects name. Rotate by adding a key and
+    pointing the plans at it; old backups stay readable while their key is listed."""
+
+    keys: list[EncryptionKeyConfig] = Field(
+        default_factory=list, description="Every key backups are or were encrypted with."
+    )
+
+
 class PlanConfig(_Model):
     """A scheduled backup of some targets, with retention and drills."""
 
@@ -308,6 +336,14 @@ class PlanConfig(_Model):
             "`bbr-orchestrator verify` works either way)."
         ),
     )
+    encryption_key: Name | None = Field(
+        default=None,
+        description=(
+            "Id of the encryption.keys entry this plan's backups are encrypted with (none: not "
+            "encrypted). `run backup TARGET` uses the key of the first plan listing TARGET."
+        ),
+        examples=["key-2026-01"],
+    )
 
 
 class Config(_Model):
@@ -324,6 +360,7 @@ class Config(_Model):
         min_length=1, description="Directors, deployments and Ops Managers."
     )
     plans: list[PlanConfig] = Field(default_factory=list, description="Scheduled backups.")
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
@@ -350,6 +387,8 @@ __all__ = [
     "DeploymentTarget",
     "DirectorTarget",
     "DrillConfig",
+    "EncryptionConfig",
+    "EncryptionKeyConfig",
     "JumpboxConfig",
     "LogFormat",
     "LoggingConfig",

@@ -15,6 +15,7 @@ from bbr_orchestrator.actions.progress import ProgressDisplay
 from bbr_orchestrator.actions.recovery import CleanupRunner, RecoveryTarget, TargetResolver
 from bbr_orchestrator.actions.run_claim import Requester
 from bbr_orchestrator.adapters import catalog as sql_catalog
+from bbr_orchestrator.adapters.encryption import EncryptingStore, KeyLoader, Keyring, decode_key
 from bbr_orchestrator.adapters.metrics import DaemonMetrics
 from bbr_orchestrator.adapters.s3 import ClientLimits, RetryPolicy, S3ObjectStore
 from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
@@ -58,16 +59,52 @@ def open_catalog(config: Config, *, require_head: bool = True) -> sql_catalog.Sq
     return sql_catalog.open_catalog(catalog_url(config), require_head=require_head)
 
 
-def storage(config: Config, display: ProgressDisplay | None = None) -> Storage:
-    """The object store backups stream to, as the bbr actions take it."""
+def storage(
+    config: Config,
+    display: ProgressDisplay | None = None,
+    *,
+    plan: str | None = None,
+    target: str | None = None,
+) -> Storage:
+    """The object store backups stream to, as the bbr actions take it. It decrypts any backup
+    whose key is in ``encryption.keys``, and encrypts new ones with the key of ``plan`` (or,
+    for a backup outside a plan, of the first plan listing ``target``) when it names one; that
+    key's secret is resolved now (``EncryptionKeyUnavailable`` before anything runs)."""
     from bbr_orchestrator import __version__
 
+    key_id = encryption_key_id(config, plan, target)
+    store = EncryptingStore(
+        S3ObjectStore.from_config(config.object_store),
+        keyring(config),
+        key_id,
+        prefix=config.object_store.prefix,
+    )
     return Storage(
-        store=S3ObjectStore.from_config(config.object_store),
+        store=store,
         prefix=config.object_store.prefix,
         orchestrator_version=__version__,
         display=display,
+        encryption_key_id=key_id,
     )
+
+
+def encryption_key_id(
+    config: Config, plan: str | None = None, target: str | None = None
+) -> str | None:
+    """The key new backups are encrypted with: ``plan``'s; without a plan, that of the first
+    plan listing ``target``; None: not encrypted."""
+    if plan is not None:
+        return next((p.encryption_key for p in config.plans if p.name == plan), None)
+    return next((p.encryption_key for p in config.plans if target in p.targets), None)
+
+
+def keyring(config: Config) -> Keyring:
+    """Every configured encryption key, its secret resolved when the key is first needed."""
+
+    def loader(ref: SecretReference) -> KeyLoader:
+        return lambda: decode_key(resolve_secret(ref).reveal(), ref.describe())
+
+    return Keyring({key.id: loader(key.key) for key in config.encryption.keys})
 
 
 def ssh_settings(jumpbox: JumpboxConfig) -> SshSettings:

@@ -278,3 +278,31 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 def test_example_round_trips_through_yaml() -> None:
     """The example is plain YAML (no tags), so other tools can read it too."""
     assert yaml.safe_load(render_example())["object_store"]["bucket"] == "foundation-backups"
+
+
+def test_encryption_keys_and_the_plan_key_are_typed() -> None:
+    """encryption.keys holds id + secret reference; a plan names its key by id (the example
+    encrypts its plan); a plan without one is not encrypted."""
+    config = validate_data(example())
+    assert [k.id for k in config.encryption.keys] == ["key-2026-01"]
+    assert config.encryption.keys[0].key.describe() == "credential:backup_key_2026_01"
+    assert config.plans[0].encryption_key == "key-2026-01"
+    data = example()
+    del data["encryption"], data["plans"][0]["encryption_key"]
+    bare = validate_data(data)
+    assert bare.encryption.keys == [] and bare.plans[0].encryption_key is None
+
+
+def test_unknown_and_duplicate_encryption_keys_are_reported_by_path() -> None:
+    """A plan naming a key that is not configured, a duplicate key id and an inline key are
+    each reported under their own path, at once."""
+    data = example()
+    data["plans"][0]["encryption_key"] = "key-2027-01"
+    data["encryption"]["keys"].append({"id": "key-2026-01", "key": {"env": "OTHER_KEY"}})
+    data["encryption"]["keys"].append({"id": "key-inline", "key": "c2VjcmV0"})
+    found = problems(data)
+    assert "unknown encryption key 'key-2027-01'" in found["plans[0].encryption_key"]
+    assert "(known: key-2026-01, key-inline)" in found["plans[0].encryption_key"]
+    assert "duplicate key id 'key-2026-01'" in found["encryption.keys[1].id"]
+    assert "never written inline" in found["encryption.keys[2].key"]
+    assert "c2VjcmV0" not in " ".join(found.values())
