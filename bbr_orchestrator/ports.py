@@ -152,7 +152,10 @@ class MultipartUpload(Protocol):
 
 
 class ObjectStore(Protocol):
-    """The S3-compatible bucket, under the configured prefix."""
+    """The S3-compatible bucket, under the configured prefix.
+
+    Every object is written once and never rewritten (a bucket under S3 Object Lock may refuse
+    an overwrite): state changes go to the catalog or to new objects."""
 
     def start_upload(self, key: str) -> MultipartUpload: ...
 
@@ -162,11 +165,17 @@ class ObjectStore(Protocol):
 
     def open_read(self, key: str, offset: int = 0) -> ReadStream: ...
 
-    def head(self, key: str) -> StoredObject | None: ...
+    def head(self, key: str) -> StoredObject | None:
+        """The object (with its ``retain_until`` under object lock); None when there is none."""
+        ...
 
     def list(self, prefix: str) -> Iterator[StoredObject]: ...
 
-    def delete(self, keys: Sequence[str]) -> None: ...
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` in the order given (missing ones are fine); ``DeleteFailed`` maps
+        each key not deleted to the reason, "retained until <date> ..." when its object lock
+        keeps it (delete it again after that date)."""
+        ...
 
     def abort_incomplete_uploads(self, prefix: str) -> int:
         """Abort multipart uploads left open under ``prefix``; returns how many."""
@@ -305,6 +314,35 @@ class Catalog(Protocol):
     def count_job_firings(self, job: str, before: datetime) -> int:
         """How many firings of the job were claimed with ``scheduled_for`` before ``before``
         (the firing number of a rolling verify: which slice it checks)."""
+        ...
+
+    # -- retention: pins and deletions ----------------------------------------------------
+
+    def pin_run(self, run_id: str, by: str, reason: str | None, at: datetime) -> Run:
+        """Pin a backup: retention never deletes it. Pinning again replaces who, why and when.
+        ``DeletionConflict`` (a ``RunConflict``) once its deletion has begun; ``RunNotFound``."""
+        ...
+
+    def unpin_run(self, run_id: str) -> Run:
+        """Remove the pin (a run not pinned is returned as it is); ``RunNotFound``."""
+        ...
+
+    def begin_deletion(self, run_id: str, reason: str) -> Run:
+        """Compare-and-set, before the first object of a backup is deleted: record why, unless
+        it is pinned (``DeletionConflict``). From then on the run is never pinned, restored or
+        verified again. A run whose deletion already began is returned as it is."""
+        ...
+
+    def mark_deleted(self, run_id: str, at: datetime) -> Run:
+        """Record that the last stored object of a run whose deletion began is gone (a run
+        already marked keeps its first time); ``DeletionConflict`` when it never began."""
+        ...
+
+    def mark_restore_point_deleted(
+        self, restore_point_id: str, reason: str, at: datetime
+    ) -> RestorePoint:
+        """Record that every stored object of the point's backups is gone (a point already
+        marked keeps its first mark); ``RunConflict`` while it is still active."""
         ...
 
     # -- artifacts and log ----------------------------------------------------------------

@@ -85,6 +85,8 @@ def choose_backup(catalog: Catalog, plan: str, source: str, spec: TargetRun) -> 
         raise DrillRefused(plan, source, f"plan {plan} has no complete restore point yet")
     skipped: list[str] = []
     for point in points:
+        if point.deleted_at is not None:
+            continue
         steps = catalog.list_runs(
             RunFilter(restore_point_id=point.id, target=source, kind=RunKind.BACKUP, limit=10)
         )

@@ -49,7 +49,8 @@ class RestoreRefused(OrchestratorError):
 
 def restore_plan(catalog: Catalog, spec: TargetRun, backup: Run) -> str:
     """The manifest key to restore ``backup`` from into ``spec``'s target; ``RestoreRefused``
-    when the backup is not a succeeded, stored, restorable backup of a target of that kind."""
+    when the backup is not a succeeded, stored, restorable backup of a target of that kind (nor
+    one retention deleted or is deleting)."""
 
     def refuse(reason: str) -> RestoreRefused:
         return RestoreRefused(backup.id, spec.target, reason)
@@ -60,6 +61,9 @@ def restore_plan(catalog: Catalog, spec: TargetRun, backup: Run) -> str:
         raise refuse(f"the backup {backup.state.value}, it did not succeed")
     if backup.restorable is False:
         raise refuse("the backup is marked not restorable (a verification found it damaged)")
+    if backup.deletion_started:
+        done = "was deleted" if backup.deleted_at is not None else "is being deleted"
+        raise refuse(f"the backup {done} by retention ({backup.delete_reason})")
     if backup.target_kind is not spec.target_kind:
         raise refuse(
             f"the backup is of a {backup.target_kind.value} ({backup.target}), "

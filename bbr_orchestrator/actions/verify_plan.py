@@ -83,7 +83,8 @@ def verify_plan(
 
 
 def latest_backups(catalog: Catalog, targets: Sequence[str]) -> list[Run]:
-    """The newest succeeded stored backup of each target (targets never backed up: none)."""
+    """The newest succeeded stored backup of each target (targets never backed up: none;
+    backups retention deleted are passed over)."""
     found: list[Run] = []
     for target in dict.fromkeys(targets):
         newest = [
@@ -117,4 +118,6 @@ def _selector(rolling: RollingSlice) -> Select:
 
 
 def _succeeded(target: str, kind: RunKind, plan: str | None, limit: int) -> RunFilter:
-    return RunFilter(plan=plan, target=target, kind=kind, state=RunState.SUCCEEDED, limit=limit)
+    return RunFilter(
+        plan=plan, target=target, kind=kind, state=RunState.SUCCEEDED, limit=limit, deleted=False
+    )

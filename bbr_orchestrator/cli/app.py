@@ -78,12 +78,14 @@ def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
 
 def _register() -> None:
     from bbr_orchestrator.cli import (
+        catalog_cmd,
         check_cmd,
         config_cmd,
         daemon_cmd,
         db_cmd,
         drill_cmd,
         plans_cmd,
+        prune_cmd,
         restore_cmd,
         run_cmd,
         runs_cmd,
@@ -92,6 +94,7 @@ def _register() -> None:
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(db_cmd.db_group)
+    cli.add_command(catalog_cmd.catalog_group)
     cli.add_command(runs_cmd.runs_group)
     cli.add_command(run_cmd.run)
     cli.add_command(plans_cmd.plans)
@@ -103,6 +106,9 @@ def _register() -> None:
     cli.add_command(restore_cmd.restore)
     cli.add_command(daemon_cmd.points)
     cli.add_command(drill_cmd.drill)
+    cli.add_command(prune_cmd.prune)
+    cli.add_command(prune_cmd.pin)
+    cli.add_command(prune_cmd.unpin)
 
 
 _register()

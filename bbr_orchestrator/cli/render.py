@@ -126,6 +126,15 @@ def print_run(console: Console, run: Run, artifacts: list[Artifact]) -> None:
     if run.verified_at is not None:
         verdict = "restorable" if run.restorable else "NOT restorable (verification failed)"
         rows.append(("verified", f"{_when(run.verified_at)}: {verdict}"))
+    if run.pinned_at is not None:
+        because = f": {run.pin_reason}" if run.pin_reason else ""
+        rows.append(("pinned", f"{_when(run.pinned_at)} by {run.pinned_by}{because}"))
+    if run.deleted_at is not None:
+        rows.append(("deleted", f"{_when(run.deleted_at)}: {run.delete_reason}"))
+    elif run.delete_reason is not None:
+        rows.append(
+            ("deleting", f"{run.delete_reason} (not finished: `bbr-orchestrator prune` ends it)")
+        )
     why = explain(run.kind, run.state, run.outcome)
     if why:
         rows.append(("what it means", why))
@@ -137,7 +146,8 @@ def print_run(console: Console, run: Run, artifacts: list[Artifact]) -> None:
     for key, value in rows:
         console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
     if artifacts:
-        table = Table(box=None, header_style="bold", title="artifacts", title_justify="left")
+        title = "artifacts (deleted from the store)" if run.deleted_at else "artifacts"
+        table = Table(box=None, header_style="bold", title=title, title_justify="left")
         for column in ("OBJECT", "SIZE", "SHA-256", "MEMBERS"):
             table.add_column(column, no_wrap=column != "OBJECT")
         for artifact in artifacts:

@@ -33,14 +33,16 @@ def _configured(ctx: Context, config: Config, name: str, option: str) -> None:
 
 def _backup(catalog: Catalog, target: str, run_id: str) -> Run:
     """The backup named by ``run_id``, or with ``latest`` the newest succeeded backup of
-    ``target`` not marked unrestorable."""
+    ``target`` not marked unrestorable nor deleted by retention."""
     if run_id != "latest":
         backup = catalog.get_run(run_id)
         if backup.target != target:
             raise click.UsageError(f"run {backup.id} is about {backup.target}, not {target}")
         return backup
     found = catalog.list_runs(
-        RunFilter(target=target, kind=RunKind.BACKUP, state=RunState.SUCCEEDED, limit=500)
+        RunFilter(
+            target=target, kind=RunKind.BACKUP, state=RunState.SUCCEEDED, limit=500, deleted=False
+        )
     )
     good = [r for r in found if r.restorable is not False]
     if not good:

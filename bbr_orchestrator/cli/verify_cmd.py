@@ -36,7 +36,13 @@ def verify(ctx: Context, run_id: str, target: str | None) -> None:
     ):
         if run_id == "latest":
             found = catalog.list_runs(
-                RunFilter(target=target, kind=RunKind.BACKUP, state=RunState.SUCCEEDED, limit=1)
+                RunFilter(
+                    target=target,
+                    kind=RunKind.BACKUP,
+                    state=RunState.SUCCEEDED,
+                    limit=1,
+                    deleted=False,
+                )
             )
             if not found:
                 raise RunNotFound(
@@ -47,6 +53,8 @@ def verify(ctx: Context, run_id: str, target: str | None) -> None:
             backup = catalog.get_run(run_id)
         if backup.kind not in (RunKind.BACKUP, RunKind.OPSMAN_EXPORT):
             raise click.UsageError(f"run {backup.id} is a {backup.kind.value}, not a backup")
+        if backup.deletion_started:
+            raise click.UsageError(f"backup {backup.id} was deleted by retention")
         store = storage(config).store
         finished = verify_run(
             catalog, clock, store, backup, Requester(Trigger.OPERATOR, operator(), owner)

@@ -116,6 +116,24 @@ class Run:
     rto_seconds: float | None = None
     """For a restore or drill: seconds from the run's start until the platform was restored
     (the artifact fetched and ``bbr restore`` done): the recovery time it proved."""
+    pinned_at: datetime | None = None
+    """For a backup: set while an operator pins it (retention never deletes it)."""
+    pinned_by: str | None = None
+    pin_reason: str | None = None
+    delete_reason: str | None = None
+    """For a backup: why retention deletes it, set before its first object is deleted (from
+    then on it is never restored, verified or pinned)."""
+    deleted_at: datetime | None = None
+    """When the last of its stored objects was deleted."""
+
+    @property
+    def pinned(self) -> bool:
+        return self.pinned_at is not None
+
+    @property
+    def deletion_started(self) -> bool:
+        """Retention began deleting it (finished or not): it is not a usable backup any more."""
+        return self.delete_reason is not None or self.deleted_at is not None
 
     @property
     def holds_target(self) -> bool:
@@ -181,6 +199,8 @@ class RunFilter:
     restore_point_id: str | None = None
     states: frozenset[RunState] | None = None
     """Any of these states (combines with ``state`` by AND when both are set)."""
+    deleted: bool | None = None
+    """False: only runs retention has not begun to delete; True: only those it has."""
 
 
 class RestorePointState(StrEnum):
@@ -233,6 +253,9 @@ class RestorePoint:
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
     summary: str | None = None
+    deleted_at: datetime | None = None
+    """When retention deleted the last stored object of its backups."""
+    delete_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import structlog
 
 from bbr_orchestrator.actions.backup_storage import Storage
+from bbr_orchestrator.actions.prune import PruneReport, prune_plan
 from bbr_orchestrator.actions.restore_point import (
     PointContext,
     StopSignal,
@@ -32,8 +35,9 @@ from bbr_orchestrator.core.models import (
     Trigger,
     new_run_id,
 )
+from bbr_orchestrator.core.retention import Policy
 from bbr_orchestrator.errors import FiringTaken, OrchestratorError, RunConflict
-from bbr_orchestrator.ports import CancelToken, Catalog, Clock
+from bbr_orchestrator.ports import CancelToken, Catalog, Clock, ObjectStore
 from bbr_orchestrator.service.checks import run_checks
 from bbr_orchestrator.service.plan_steps import plan_steps
 from bbr_orchestrator.service.slots import Slots
@@ -142,7 +146,7 @@ class PointLauncher:
                 if not storage:
                     from bbr_orchestrator.service.wiring import storage as make_storage
 
-                    storage.append(make_storage(config))
+                    storage.append(make_storage(config, plan=plan.name))
                 return storage[0]
 
             steps = plan_steps(config, plan, self._catalog, self._clock, requester, shared_storage)
@@ -157,6 +161,9 @@ class PointLauncher:
         except Exception as exc:  # noqa: BLE001 - a worker must end its restore point, always
             bound.exception("restore_point_broke", error=str(exc))
             self._fail(point, f"the daemon could not run this restore point: {exc}")
+            return
+        if not self._stop.is_set():
+            prune_after_point(self._catalog, self._clock, plan, lambda: shared_storage().store)
 
     def _preflight(self, config: Config, plan: PlanConfig, bound: structlog.BoundLogger) -> None:
         """The ``check`` records, logged (bbr's own check is a step of the plan)."""
@@ -199,3 +206,33 @@ class PointLauncher:
             )
         except (RunConflict, OrchestratorError) as exc:
             log.error("restore_point_not_closed", restore_point_id=point.id, error=str(exc))
+
+
+def retention_policy(plan: PlanConfig) -> Policy:
+    """The plan's ``retention`` as the pure policy ``core.retention`` plans with."""
+    kept = plan.retention
+    return Policy(
+        keep_last=kept.keep_last or 0,
+        keep_daily=kept.keep_daily,
+        keep_weekly=kept.keep_weekly,
+        keep_monthly=kept.keep_monthly,
+        keep_yearly=kept.keep_yearly,
+        keep_within=kept.keep_within,
+        min_good=kept.min_verified,
+        incomplete_keep_for=kept.incomplete_keep_for,
+    )
+
+
+def prune_after_point(
+    catalog: Catalog, clock: Clock, plan: PlanConfig, store: Callable[[], ObjectStore]
+) -> PruneReport | None:
+    """Apply the plan's retention now that one of its restore points finished (the prune logs
+    ``prune_finished`` with its counts). A failure is logged (``prune_failed``) and None
+    returned: pruning never takes a worker down."""
+    try:
+        return prune_plan(
+            catalog, store(), clock, plan.name, retention_policy(plan), ZoneInfo(plan.timezone)
+        )
+    except Exception as exc:
+        log.exception("prune_failed", plan=plan.name, error=str(exc))
+        return None

@@ -25,6 +25,7 @@ from bbr_orchestrator.core.models import (
     RunStats,
     RunUpdate,
 )
+from bbr_orchestrator.core.retention import DeletionConflict
 from bbr_orchestrator.errors import (
     FiringTaken,
     RestorePointNotFound,
@@ -372,6 +373,70 @@ class MemoryCatalog:
         with self._lock:
             return sum(1 for name, at in self.job_firings if name == job and at < before)
 
+    # -- retention: pins and deletions ---------------------------------------------------
+
+    def pin_run(self, run_id: str, by: str, reason: str | None, at: datetime) -> Run:
+        with self._lock:
+            run = self._run(run_id)
+            if run.deletion_started:
+                raise DeletionConflict(
+                    run_id, f"cannot pin: retention is deleting it ({run.delete_reason})"
+                )
+            return self._put(
+                dataclasses.replace(run, pinned_at=at, pinned_by=by, pin_reason=reason)
+            )
+
+    def unpin_run(self, run_id: str) -> Run:
+        with self._lock:
+            run = self._run(run_id)
+            return self._put(
+                dataclasses.replace(run, pinned_at=None, pinned_by=None, pin_reason=None)
+            )
+
+    def begin_deletion(self, run_id: str, reason: str) -> Run:
+        if not reason:
+            raise ValueError("begin_deletion needs a reason")
+        with self._lock:
+            run = self._run(run_id)
+            if run.deletion_started:
+                return run
+            if run.pinned:
+                raise DeletionConflict(run_id, f"cannot delete: pinned by {run.pinned_by}")
+            return self._put(dataclasses.replace(run, delete_reason=reason))
+
+    def mark_deleted(self, run_id: str, at: datetime) -> Run:
+        with self._lock:
+            run = self._run(run_id)
+            if run.delete_reason is None:
+                raise DeletionConflict(run_id, "cannot mark deleted: its deletion was never begun")
+            if run.deleted_at is not None:
+                return run
+            return self._put(dataclasses.replace(run, deleted_at=at))
+
+    def mark_restore_point_deleted(
+        self, restore_point_id: str, reason: str, at: datetime
+    ) -> RestorePoint:
+        with self._lock:
+            point = self.get_restore_point(restore_point_id)
+            if point.deleted_at is not None:
+                return point
+            if point.state.active:
+                final = [s.value for s in RestorePointState if not s.active]
+                raise RunConflict(restore_point_id, final, point.state.value)
+            changed = dataclasses.replace(point, deleted_at=at, delete_reason=reason)
+            self.restore_points[restore_point_id] = changed
+            return changed
+
+    def _run(self, run_id: str) -> Run:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    def _put(self, run: Run) -> Run:
+        self.runs[run.id] = run
+        return run
+
     # -- artifacts and log ---------------------------------------------------------------
 
     def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:
@@ -426,6 +491,7 @@ def _matches(f: RunFilter, run: Run) -> bool:
         and f.restore_point_id in (None, run.restore_point_id)
         and (f.since is None or run.created_at >= f.since)
         and (f.until is None or run.created_at < f.until)
+        and f.deleted in (None, run.deletion_started)
     )
 
 

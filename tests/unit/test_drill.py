@@ -176,6 +176,26 @@ def test_a_backup_marked_not_restorable_falls_back_to_an_older_complete_point() 
     assert damaged.id in why and "not restorable" in why
 
 
+def test_restore_points_retention_deleted_are_never_drilled() -> None:
+    """A newer point whose backup retention is deleting, and one it deleted, are passed over
+    for the older point still stored."""
+    catalog, clock = MemoryCatalog(), FakeClock()
+    stored = _point(catalog, clock)
+    deleting = _point(catalog, clock)
+    deleted = _point(catalog, clock)
+    catalog.begin_deletion(deleting.id, "outside keep-last 1")
+    catalog.begin_deletion(deleted.id, "outside keep-last 1")
+    catalog.mark_deleted(deleted.id, clock.now())
+    assert deleted.restore_point_id is not None
+    catalog.mark_restore_point_deleted(deleted.restore_point_id, "outside keep-last 1", clock.now())
+
+    choice = choose_backup(catalog, PLAN, SOURCE, SPEC)
+
+    assert choice.backup.id == stored.id
+    (why,) = choice.skipped
+    assert deleting.id in why and "being deleted by retention" in why
+
+
 @pytest.mark.parametrize("points", ["none", "partial-only", "damaged-only", "other-target"])
 def test_no_complete_restorable_backup_refuses_and_records_nothing(points: str) -> None:
     """No complete point, only partial ones, only damaged backups, or none of the source:

@@ -95,16 +95,23 @@ def test_prepare_failure_fails_the_restore_and_cleanup_follows() -> None:
     assert kinds == ["restore", "restore-cleanup"]
 
 
-@pytest.mark.parametrize("problem", ["no-manifest", "not-restorable", "other-kind"])
+@pytest.mark.parametrize(
+    "problem", ["no-manifest", "not-restorable", "other-kind", "deleting", "deleted"]
+)
 def test_unrestorable_backup_is_refused_before_anything_is_recorded(problem: str) -> None:
-    """No stored manifest, marked not restorable, or a target of another kind: refused with
-    RestoreRefused, no run created and nothing run."""
+    """No stored manifest, marked not restorable, a target of another kind, or a backup
+    retention is deleting or deleted: refused with RestoreRefused, no run created and nothing
+    run."""
     catalog, clock = MemoryCatalog(), FakeClock()
     backup = _backup(catalog, clock, stored=problem != "no-manifest")
     if problem == "not-restorable":
         backup = catalog.record_verification(backup.id, False, clock.now())
     if problem == "other-kind":
         backup = replace(catalog.get_run(backup.id), target_kind=TargetKind.DEPLOYMENT)
+    if problem in ("deleting", "deleted"):
+        backup = catalog.begin_deletion(backup.id, "outside keep-last 7")
+    if problem == "deleted":
+        backup = catalog.mark_deleted(backup.id, clock.now())
     with pytest.raises(RestoreRefused):
         _restore(catalog, clock, backup)
     assert [r.kind for r in catalog.runs.values()] == [RunKind.BACKUP]

@@ -226,7 +226,11 @@ def test_a_rolling_run_leaves_the_verdict_unless_it_read_everything() -> None:
     everything and marks the backup restorable."""
     bed = Bed()
     backup = bed.backup("director-a", tars=4)
-    (partial,) = bed.verify("rolling", percent=50, slice_index=0)
+    keys = [k.object_key for k in bed.catalog.list_artifacts(backup.id)]
+    data = [k for k in keys if not k.endswith("/manifest.json")]
+    # A slice that leaves something out (the keys hold a random run id: both halves may not).
+    index = next(i for i in (0, 1) if not all(RollingSlice(50, i).selects(k) for k in data))
+    (partial,) = bed.verify("rolling", percent=50, slice_index=index)
     assert partial.outcome == "slice-verified"
     assert bed.catalog.get_run(backup.id).restorable is None
     (full,) = bed.verify("rolling", percent=100, slice_index=5)
@@ -306,3 +310,18 @@ def test_an_unknown_mode_is_refused() -> None:
     """Only latest and rolling exist."""
     with pytest.raises(ValueError, match="unknown verify mode"):
         Bed().verify("sometimes")
+
+
+def test_backups_retention_deleted_are_never_verified_again() -> None:
+    """A backup retention deleted (or is deleting) is passed over: `latest` takes the newest
+    one still stored, `rolling` leaves it out, though its artifact rows stay."""
+    bed = Bed()
+    kept = bed.backup("director-a")
+    deleted = bed.backup("director-a")
+    deleting = bed.backup("director-b")
+    bed.catalog.begin_deletion(deleted.id, "outside keep-last 1")
+    bed.catalog.mark_deleted(deleted.id, bed.clock.now())
+    bed.catalog.begin_deletion(deleting.id, "outside keep-last 1")
+
+    assert [r.subject_run_id for r in bed.verify("latest")] == [kept.id]
+    assert [r.subject_run_id for r in bed.verify("rolling", percent=100)] == [kept.id]

@@ -10,7 +10,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import Connection, Row, Table, and_, case, func, insert, select
+from sqlalchemy import Connection, Row, Table, and_, case, func, select
 from sqlalchemy import update as update_statement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ColumnElement
@@ -18,11 +18,16 @@ from sqlalchemy.sql.expression import ColumnElement
 from bbr_orchestrator.adapters.catalog.artifacts_log import SqlArtifactsAndLog
 from bbr_orchestrator.adapters.catalog.job_firings import SqlJobFirings
 from bbr_orchestrator.adapters.catalog.restore_points import SqlRestorePoints, heartbeat_points
+from bbr_orchestrator.adapters.catalog.retention_rows import SqlRetention
 from bbr_orchestrator.adapters.catalog.rows import Refused, aware, checked, violates
 from bbr_orchestrator.adapters.catalog.run_rows import (
+    changes,
     fetch_run,
     fetch_state,
+    insert_run,
     run_conditions,
+    stale,
+    target_holder,
     to_run,
 )
 from bbr_orchestrator.adapters.catalog.schema import Database
@@ -77,6 +82,7 @@ class SqlCatalog:
         self._records = SqlArtifactsAndLog(db)
         self._stats = SqlRunStats(db)
         self._firings = SqlJobFirings(db)
+        self._retention = SqlRetention(db)
 
     @property
     def url(self) -> str:
@@ -106,7 +112,7 @@ class SqlCatalog:
         row = self._run_row(run)
 
         def work(conn: Connection) -> Row[Any]:
-            _insert_run(conn, row)
+            insert_run(conn, row)
             return fetch_run(conn, run.id)
 
         try:
@@ -169,7 +175,7 @@ class SqlCatalog:
         """
         if not expected:
             raise ValueError("transition needs at least one expected state")
-        values = self._checked(runs, {**_changes(update), "state": new_state})
+        values = self._checked(runs, {**changes(update), "state": new_state})
         # The kind is the row's, so the claim is decided in the same statement (no read first).
         values["active_target"] = (
             case((runs.c.kind.in_(_HOLDING), runs.c.target), else_=None)
@@ -212,7 +218,7 @@ class SqlCatalog:
         """Active runs whose heartbeat (or creation) is older than the bound, oldest first."""
         query = (
             select(runs)
-            .where(*_stale(aware("stale_runs.heartbeat_before", heartbeat_before)))
+            .where(*stale(aware("stale_runs.heartbeat_before", heartbeat_before), _ACTIVE))
             .order_by(runs.c.created_at, runs.c.id)
         )
         return [to_run(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
@@ -227,9 +233,11 @@ class SqlCatalog:
         """``INTERRUPTED`` (target released) if still active and stale, with ``successor`` in
         the same transaction; ``None`` when the run is gone, final, or alive again."""
         bound = aware("interrupt_run.heartbeat_before", heartbeat_before)
-        values = self._checked(runs, {**_changes(update), "state": RunState.INTERRUPTED})
+        values = self._checked(runs, {**changes(update), "state": RunState.INTERRUPTED})
         values["active_target"] = None
-        result = self._update_run(run_id, [runs.c.id == run_id, *_stale(bound)], values, successor)
+        result = self._update_run(
+            run_id, [runs.c.id == run_id, *stale(bound, _ACTIVE)], values, successor
+        )
         return to_run(result) if isinstance(result, Row) else None
 
     def record_verification(self, run_id: str, restorable: bool, at: datetime) -> Run:
@@ -272,7 +280,7 @@ class SqlCatalog:
             if not hit:
                 return fetch_state(conn, run_id)
             if follow is not None:
-                _insert_run(conn, follow)
+                insert_run(conn, follow)
             return fetch_run(conn, run_id)
 
         try:
@@ -299,7 +307,7 @@ class SqlCatalog:
             return RunConflict(run_id, ("absent",), state)
         if violates(exc, ACTIVE_TARGET_KEY, "runs.active_target"):
             target, holder = self._db.read(
-                partial(_target_holder, run_id=run_id, target=new.target if new else None)
+                partial(target_holder, run_id=run_id, target=new.target if new else None)
             )
             return TargetBusy(run_id, target, holder)
         point = None if new is None else new.restore_point_id
@@ -364,6 +372,25 @@ class SqlCatalog:
     def count_job_firings(self, job: str, before: datetime) -> int:
         return self._firings.count_job_firings(job, before)
 
+    # -- pins and deletions (SqlRetention) --------------------------------------------------
+
+    def pin_run(self, run_id: str, by: str, reason: str | None, at: datetime) -> Run:
+        return self._retention.pin_run(run_id, by, reason, at)
+
+    def unpin_run(self, run_id: str) -> Run:
+        return self._retention.unpin_run(run_id)
+
+    def begin_deletion(self, run_id: str, reason: str) -> Run:
+        return self._retention.begin_deletion(run_id, reason)
+
+    def mark_deleted(self, run_id: str, at: datetime) -> Run:
+        return self._retention.mark_deleted(run_id, at)
+
+    def mark_restore_point_deleted(
+        self, restore_point_id: str, reason: str, at: datetime
+    ) -> RestorePoint:
+        return self._retention.mark_restore_point_deleted(restore_point_id, reason, at)
+
     # -- artifacts and log (SqlArtifactsAndLog) ---------------------------------------------
 
     def add_artifacts(self, artifacts: Iterable[Artifact]) -> None:
@@ -380,34 +407,3 @@ class SqlCatalog:
 
     def _checked(self, table: Table, values: Mapping[str, object]) -> dict[str, Any]:
         return checked(self._db.url, table, values)
-
-
-def _insert_run(conn: Connection, row: Mapping[str, object]) -> None:
-    try:
-        conn.execute(insert(runs).values(dict(row)))
-    except IntegrityError as exc:
-        raise Refused(str(row["id"]), exc) from exc
-
-
-def _target_holder(conn: Connection, *, run_id: str, target: str | None) -> tuple[str, str | None]:
-    """The target ``run_id`` wanted (its own when not given) and the run holding it now."""
-    wanted = (
-        target
-        if target is not None
-        else conn.scalar(select(runs.c.target).where(runs.c.id == run_id))
-    )
-    holder = conn.scalar(select(runs.c.id).where(runs.c.active_target == wanted))
-    return str(wanted), holder
-
-
-def _changes(update: RunUpdate | None) -> dict[str, object]:
-    """The fields an update sets (``None`` means "leave as is")."""
-    return {k: v for k, v in asdict(update or RunUpdate()).items() if v is not None}
-
-
-def _stale(bound: datetime) -> list[ColumnElement[bool]]:
-    """Active, and the last sign of life (heartbeat, else creation) older than ``bound``."""
-    return [
-        runs.c.state.in_(_ACTIVE),
-        func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < bound,
-    ]

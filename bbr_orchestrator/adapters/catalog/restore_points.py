@@ -44,7 +44,7 @@ class SqlRestorePoints:
             return _fetch(conn, point.id)
 
         try:
-            return _to_point(self._db.write(work))
+            return to_point(self._db.write(work))
         except IntegrityError as exc:
             raise self._explain_refused(point, exc) from exc
 
@@ -69,7 +69,7 @@ class SqlRestorePoints:
         )
         if row is None:
             raise RestorePointNotFound(restore_point_id)
-        return _to_point(row)
+        return to_point(row)
 
     def list_restore_points(
         self,
@@ -91,7 +91,7 @@ class SqlRestorePoints:
             .order_by(_table.c.created_at.desc(), _table.c.id.desc())
             .limit(limit)
         )
-        return [_to_point(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
+        return [to_point(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
 
     def transition_restore_point(
         self,
@@ -119,7 +119,7 @@ class SqlRestorePoints:
 
         result = self._db.write(work)
         if isinstance(result, Row):
-            return _to_point(result)
+            return to_point(result)
         if result is None:
             raise RestorePointNotFound(restore_point_id)
         raise RunConflict(restore_point_id, allowed, result)
@@ -135,7 +135,7 @@ class SqlRestorePoints:
             )
             .order_by(_table.c.created_at, _table.c.id)
         )
-        return [_to_point(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
+        return [to_point(row) for row in self._db.read(lambda conn: conn.execute(query).all())]
 
     def last_scheduled_for(self, plan: str) -> datetime | None:
         query = select(func.max(_table.c.scheduled_for)).where(_table.c.plan == plan)
@@ -173,7 +173,7 @@ def _fetch_state(conn: Connection, restore_point_id: str) -> str | None:
     return None if state is None else str(state)
 
 
-def _to_point(row: Row[Any]) -> RestorePoint:
+def to_point(row: Row[Any]) -> RestorePoint:
     return RestorePoint(
         id=row.id,
         plan=row.plan,
@@ -187,4 +187,6 @@ def _to_point(row: Row[Any]) -> RestorePoint:
         finished_at=row.finished_at,
         heartbeat_at=row.heartbeat_at,
         summary=row.summary,
+        deleted_at=row.deleted_at,
+        delete_reason=row.delete_reason,
     )

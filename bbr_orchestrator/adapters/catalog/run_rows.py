@@ -1,15 +1,28 @@
-"""Rows of the ``runs`` table to and from ``Run`` values, and the filters of ``list_runs``."""
+"""Rows of the ``runs`` table to and from ``Run`` values, the filters of ``list_runs``, and the
+small statements ``SqlCatalog`` builds its run methods from."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, func, insert, not_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ColumnElement
 
-from bbr_orchestrator.adapters.catalog.rows import aware
+from bbr_orchestrator.adapters.catalog.rows import Refused, aware
 from bbr_orchestrator.adapters.catalog.tables import runs
-from bbr_orchestrator.core.models import Run, RunFilter, RunKind, RunState, TargetKind, Trigger
+from bbr_orchestrator.core.models import (
+    Run,
+    RunFilter,
+    RunKind,
+    RunState,
+    RunUpdate,
+    TargetKind,
+    Trigger,
+)
 
 
 def run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
@@ -32,6 +45,9 @@ def run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
         conditions.append(runs.c.created_at >= aware("RunFilter.since", f.since))
     if f.until is not None:
         conditions.append(runs.c.created_at < aware("RunFilter.until", f.until))
+    if f.deleted is not None:
+        started = or_(runs.c.delete_reason.is_not(None), runs.c.deleted_at.is_not(None))
+        conditions.append(started if f.deleted else not_(started))
     return conditions
 
 
@@ -71,4 +87,40 @@ def to_run(row: Row[Any]) -> Run:
         restorable=None if row.restorable is None else bool(row.restorable),
         verified_at=row.verified_at,
         rto_seconds=row.rto_seconds,
+        pinned_at=row.pinned_at,
+        pinned_by=row.pinned_by,
+        pin_reason=row.pin_reason,
+        delete_reason=row.delete_reason,
+        deleted_at=row.deleted_at,
     )
+
+
+def insert_run(conn: Connection, row: Mapping[str, object]) -> None:
+    try:
+        conn.execute(insert(runs).values(dict(row)))
+    except IntegrityError as exc:
+        raise Refused(str(row["id"]), exc) from exc
+
+
+def target_holder(conn: Connection, *, run_id: str, target: str | None) -> tuple[str, str | None]:
+    """The target ``run_id`` wanted (its own when not given) and the run holding it now."""
+    wanted = (
+        target
+        if target is not None
+        else conn.scalar(select(runs.c.target).where(runs.c.id == run_id))
+    )
+    holder = conn.scalar(select(runs.c.id).where(runs.c.active_target == wanted))
+    return str(wanted), holder
+
+
+def changes(update: RunUpdate | None) -> dict[str, object]:
+    """The fields an update sets (``None`` means "leave as is")."""
+    return {k: v for k, v in asdict(update or RunUpdate()).items() if v is not None}
+
+
+def stale(bound: datetime, active: Sequence[str]) -> list[ColumnElement[bool]]:
+    """Active, and the last sign of life (heartbeat, else creation) older than ``bound``."""
+    return [
+        runs.c.state.in_(active),
+        func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < bound,
+    ]

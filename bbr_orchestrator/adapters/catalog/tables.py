@@ -76,6 +76,8 @@ MYSQL_TABLE_OPTIONS: dict[str, Any] = {
 OBJECT_KEY_LENGTH = 700
 RUN_ID_LENGTH = 64
 NAME_LENGTH = 255
+#: Why a backup was pinned or deleted (operator text, retention's reasons).
+REASON_LENGTH = 1024
 #: Longest run-log line kept, in UTF-8 bytes; longer lines are cut and marked.
 MAX_LOG_LINE_BYTES = 64 * 1024
 #: The claims, named as the naming convention would name them (the repository recognises which
@@ -151,6 +153,9 @@ restore_points = Table(
     Column("finished_at", UtcDateTime(), nullable=True),
     Column("heartbeat_at", UtcDateTime(), nullable=True),
     Column("summary", _long_text(), nullable=True),
+    # Set once retention deleted every stored object of the point's backups.
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    Column("delete_reason", String(REASON_LENGTH), nullable=True),
     _one_of("trigger_type", Trigger),
     _one_of("state", RestorePointState),
     # Also the index for last_scheduled_for (MAX over one plan).
@@ -204,6 +209,13 @@ runs = Table(
     Column("verified_at", UtcDateTime(), nullable=True),
     # For a restore or drill: seconds from its start until the platform was restored.
     Column("rto_seconds", Double(), nullable=True),
+    # Retention: a pinned backup is never deleted. ``delete_reason`` is set (compare-and-set,
+    # only when not pinned) before the first object goes, ``deleted_at`` once the last one has.
+    Column("pinned_at", UtcDateTime(), nullable=True),
+    Column("pinned_by", String(NAME_LENGTH), nullable=True),
+    Column("pin_reason", String(REASON_LENGTH), nullable=True),
+    Column("delete_reason", String(REASON_LENGTH), nullable=True),
+    Column("deleted_at", UtcDateTime(), nullable=True),
     _one_of("kind", RunKind),
     _one_of("target_kind", TargetKind),
     _one_of("trigger_type", Trigger),

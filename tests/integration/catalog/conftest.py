@@ -25,7 +25,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bbr_orchestrator.adapters.catalog import SqlCatalog, open_catalog, upgrade
 from bbr_orchestrator.adapters.catalog.schema import Database
-from bbr_orchestrator.adapters.catalog.tables import artifacts, restore_points, run_log, runs
+from bbr_orchestrator.adapters.catalog.tables import (
+    artifacts,
+    job_firings,
+    restore_points,
+    run_log,
+    runs,
+)
 from bbr_orchestrator.core.models import (
     NewRestorePoint,
     NewRun,
@@ -210,7 +216,7 @@ def empty_catalog(url: str) -> None:
     db = Database(url)
     try:
         with db.engine.begin() as conn:
-            for table in (run_log, artifacts, runs, restore_points):
+            for table in (job_firings, run_log, artifacts, runs, restore_points):
                 conn.execute(delete(table))
     finally:
         db.dispose()

@@ -70,6 +70,7 @@ def _write_0002_rows(url: str) -> None:
         for f in dataclasses.fields(BACKUP)
         if f.name not in ("kind", "target_kind", "trigger", "state")
         and f.name not in ("subject_run_id", "restorable", "verified_at", "rto_seconds")
+        and f.name not in ("pinned_at", "pinned_by", "pin_reason", "delete_reason", "deleted_at")
     }
     enums = {"kind": "backup", "target_kind": "deployment", "trigger_type": "schedule"}
     running = {
