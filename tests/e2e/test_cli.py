@@ -81,6 +81,18 @@ def test_config_validate_reports_five_mistakes(tmp_path: Path) -> None:
     assert "hunter2" not in result.stderr + result.stdout
 
 
+def test_config_validate_refuses_a_drill_into_its_source(tmp_path: Path) -> None:
+    """A drill whose target is its own source is refused by `config validate` (exit 2, path)."""
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    drill = data["plans"][0]["drills"][0]
+    drill["target"] = drill["source"]
+    bad = tmp_path / "drill.yml"
+    bad.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = cli("config", "validate", str(bad))
+    assert result.returncode == 2
+    assert "plans[0].drills[0]" in result.stderr and "restores over it" in result.stderr
+
+
 def test_config_validate_accepts_the_example_and_prints_it() -> None:
     """`config example` prints the checked-in example, and `config validate` accepts it (exit 0)."""
     assert cli("config", "example").stdout == EXAMPLE.read_text(encoding="utf-8")

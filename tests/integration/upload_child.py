@@ -1,5 +1,5 @@
 """Run as ``python -m tests.integration.upload_child JOB_JSON``: one artifact upload in a process
-of its own, so the test can read that process's peak RSS (``wait4``) and nothing else's."""
+of its own, which reports its own peak RSS (VmHWM) and nothing else's."""
 
 from __future__ import annotations
 
@@ -59,7 +59,17 @@ def main(job: dict[str, str | int]) -> None:
     finally:
         session.current.close()
     members = sum(o.member_checksums for o in manifest.objects)
-    print(json.dumps({"objects": len(manifest.objects), "members": members}))
+    report = {"objects": len(manifest.objects), "members": members, "peak": _peak_rss()}
+    print(json.dumps(report))
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM of its own address space. (wait4's ru_maxrss
+    would also count the parent's pages at fork time, which a big pytest worker inflates.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 if __name__ == "__main__":
