@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import shlex
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import structlog
 
-from bbr_orchestrator.actions.bbr_operation import AfterFailure, TargetRun, run_operation
-from bbr_orchestrator.actions.fetch_artifact import fetch_artifact
-from bbr_orchestrator.actions.restore_backup import RestoreRefused, restore_plan
-from bbr_orchestrator.actions.run_claim import Requester, RunRequest, new_run
-from bbr_orchestrator.core.bbr_argv import Operation
+from bbr_orchestrator.actions.bbr_operation import AfterFailure, TargetRun
+from bbr_orchestrator.actions.restore_backup import (
+    RestoreRefused,
+    queue_restore,
+    restore_plan,
+    restore_queued,
+)
+from bbr_orchestrator.actions.run_claim import Requester
 from bbr_orchestrator.core.models import (
     LogStream,
     RestorePoint,
@@ -31,7 +34,6 @@ from bbr_orchestrator.core.models import (
     RunFilter,
     RunKind,
     RunState,
-    RunUpdate,
 )
 from bbr_orchestrator.errors import DrillRefused, OrchestratorError, TargetBusy
 from bbr_orchestrator.ports import (
@@ -149,17 +151,6 @@ def run_restore_drill(
         )
         raise
     backup, key = choice.backup, choice.manifest_key
-    request = RunRequest(RunKind.DRILL, spec.target, spec.target_kind, drill.plan)
-    queued = catalog.create_run(
-        replace(new_run(clock, request, requester), subject_run_id=backup.id)
-    )
-    bound = log.bind(
-        run_id=queued.id,
-        plan=drill.plan,
-        target=spec.target,
-        source=drill.source,
-        subject_run_id=backup.id,
-    )
     intro = [f"passed over {why}" for why in choice.skipped]
     intro.append(
         f"drill of plan {drill.plan}: restoring backup {backup.id} of {drill.source} "
@@ -168,41 +159,35 @@ def run_restore_drill(
     )
     if drill.smoke_command:
         intro.append(f"then the smoke command: {shlex.join(drill.smoke_command)}")
-    now = clock.now()
-    catalog.append_log(queued.id, [(now, LogStream.EVENT, text) for text in intro])
-    if observer is not None:
-        for text in intro:
-            observer(LogStream.EVENT, text)
+    queued = queue_restore(
+        catalog, clock, RunKind.DRILL, spec, drill.plan, backup, requester, intro, observer
+    )
+    bound = log.bind(
+        run_id=queued.id,
+        plan=drill.plan,
+        target=spec.target,
+        source=drill.source,
+        subject_run_id=backup.id,
+    )
     bound.info("drill_started", restore_point_id=choice.point.id, skipped=len(choice.skipped))
-
-    def prepare(jumpbox: Jumpbox, workdir: str) -> str:
-        fetched = fetch_artifact(jumpbox, connect, store, manifest_key=key, workdir=workdir)
-        size = sum(o.size for o in fetched.manifest.objects)
-        bound.info("drill_artifact_fetched", path=fetched.path, size_bytes=size)
-        return fetched.path
-
     smoke = _smoke(drill.smoke_command, spec.timeout_seconds, cancel)
     try:
-        finished = run_operation(
+        finished = restore_queued(
             catalog,
             connect,
             clock,
+            store,
             spec,
-            Operation.RESTORE,
+            queued,
+            key,
             requester,
+            bound,
             cancel=cancel,
             observer=observer,
-            queued=queued,
-            prepare=prepare,
             after=smoke,
         )
     except TargetBusy as exc:
-        busy = catalog.transition(
-            queued.id,
-            [RunState.QUEUED],
-            RunState.CANCELLED,
-            RunUpdate(finished_at=clock.now(), outcome="target-busy", error_summary=str(exc)),
-        )
+        busy = catalog.get_run(queued.id)
         bound.info(
             "drill_finished", state=busy.state.value, outcome=busy.outcome, holder=exc.holder
         )

@@ -9,11 +9,12 @@ member checked on the way) before bbr sees it; a failed fetch or restore fails t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import structlog
 
-from bbr_orchestrator.actions.bbr_operation import TargetRun, run_operation
+from bbr_orchestrator.actions.bbr_operation import After, TargetRun, run_operation
 from bbr_orchestrator.actions.fetch_artifact import fetch_artifact
 from bbr_orchestrator.actions.run_claim import Requester, RunRequest, new_run
 from bbr_orchestrator.actions.verify_run import manifest_key_of
@@ -93,23 +94,80 @@ def restore_backup(
     ``TargetBusy`` (the restore run recorded as cancelled) when another run holds the target.
     A fetch or bbr failure ends as a failed run followed by ``restore-cleanup``."""
     key = restore_plan(catalog, spec, backup_run)
-    request = RunRequest(RunKind.RESTORE, spec.target, spec.target_kind, spec.plan)
-    queued = catalog.create_run(
-        replace(new_run(clock, request, requester), subject_run_id=backup_run.id)
-    )
-    bound = log.bind(run_id=queued.id, target=spec.target, subject_run_id=backup_run.id)
     intro = (
         f"restoring backup {backup_run.id} (of {backup_run.target}) from {key} "
         f"into {spec.target}, asked by {requester.who}"
     )
-    catalog.append_log(queued.id, [(clock.now(), LogStream.EVENT, intro)])
+    queued = queue_restore(
+        catalog, clock, RunKind.RESTORE, spec, spec.plan, backup_run, requester, [intro], observer
+    )
+    bound = log.bind(run_id=queued.id, target=spec.target, subject_run_id=backup_run.id)
+    return restore_queued(
+        catalog,
+        connect,
+        clock,
+        store,
+        spec,
+        queued,
+        key,
+        requester,
+        bound,
+        cancel=cancel,
+        observer=observer,
+    )
+
+
+def queue_restore(
+    catalog: Catalog,
+    clock: Clock,
+    kind: RunKind,
+    spec: TargetRun,
+    plan: str | None,
+    backup: Run,
+    requester: Requester,
+    intro: Sequence[str],
+    observer: LineSink | None,
+) -> Run:
+    """Record a queued ``kind`` run (a restore or a drill) of ``plan`` about ``backup`` into
+    ``spec``'s target, its log opening with ``intro`` (shown to ``observer`` too)."""
+    request = RunRequest(kind, spec.target, spec.target_kind, plan)
+    queued = catalog.create_run(
+        replace(new_run(clock, request, requester), subject_run_id=backup.id)
+    )
+    now = clock.now()
+    catalog.append_log(queued.id, [(now, LogStream.EVENT, text) for text in intro])
     if observer is not None:
-        observer(LogStream.EVENT, intro)
+        for text in intro:
+            observer(LogStream.EVENT, text)
+    return queued
+
+
+def restore_queued(
+    catalog: Catalog,
+    connect: ShellFactory,
+    clock: Clock,
+    store: ObjectStore,
+    spec: TargetRun,
+    queued: Run,
+    manifest_key: str,
+    requester: Requester,
+    bound: structlog.typing.FilteringBoundLogger,
+    *,
+    cancel: CancelToken | None = None,
+    observer: LineSink | None = None,
+    after: After | None = None,
+) -> Run:
+    """Run the ``queued`` restore or drill: the backup fetched into the workdir (verified on
+    the way), ``bbr restore``, ``after`` on success, ``restore-cleanup`` on failure. When
+    another run holds the target the run is recorded cancelled (``target-busy``) and
+    ``TargetBusy`` is raised."""
 
     def prepare(jumpbox: Jumpbox, workdir: str) -> str:
-        fetched = fetch_artifact(jumpbox, connect, store, manifest_key=key, workdir=workdir)
+        fetched = fetch_artifact(
+            jumpbox, connect, store, manifest_key=manifest_key, workdir=workdir
+        )
         size = sum(o.size for o in fetched.manifest.objects)
-        bound.info("restore_artifact_fetched", path=fetched.path, size_bytes=size)
+        bound.info(f"{queued.kind.value}_artifact_fetched", path=fetched.path, size_bytes=size)
         return fetched.path
 
     try:
@@ -124,6 +182,7 @@ def restore_backup(
             observer=observer,
             queued=queued,
             prepare=prepare,
+            after=after,
         )
     except TargetBusy as exc:
         catalog.transition(

@@ -12,8 +12,6 @@ On start, a firing missed by less than the misfire grace runs once; older ones a
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +33,7 @@ from bbr_orchestrator.service.drills import run_drill
 from bbr_orchestrator.service.firings import catch_up, current_firing
 from bbr_orchestrator.service.schedule import cron_trigger
 from bbr_orchestrator.service.slots import Slots
+from bbr_orchestrator.service.workers import Workers
 
 log = structlog.get_logger(__name__)
 
@@ -100,8 +99,7 @@ class JobLauncher:
         self._stop = stop
         self._cancel = cancel
         self._config = config
-        self._lock = threading.Lock()
-        self._workers: list[threading.Thread] = []
+        self._workers = Workers()
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -186,7 +184,7 @@ class JobLauncher:
         """Claim the firing and start its worker; False when it was not ours to run, or when
         this daemon still runs the job's previous firing (then it is left unclaimed: one
         instance per daemon, as for the scheduler's own jobs)."""
-        if self._running(job.id):
+        if self._workers.running(job.id):
             log.info("job_still_running", job=job.id, skipped=scheduled_for.isoformat())
             return False
         try:
@@ -200,32 +198,17 @@ class JobLauncher:
             log.debug("job_firing_taken", job=job.id, scheduled_for=scheduled_for.isoformat())
             return False
         log.info("job_firing_claimed", job=job.id, scheduled_for=scheduled_for.isoformat())
-        worker = threading.Thread(
-            target=self._work, args=(config, job, scheduled_for), name=job.id, daemon=True
-        )
-        with self._lock:
-            self._workers.append(worker)
-        worker.start()
+        self._workers.start(job.id, lambda: self._work(config, job, scheduled_for))
         return True
 
     # -- workers ------------------------------------------------------------------------------
 
-    def _running(self, job_id: str) -> bool:
-        with self._lock:
-            return any(w.name == job_id and w.is_alive() for w in self._workers)
-
     def active(self) -> int:
-        with self._lock:
-            self._workers = [w for w in self._workers if w.is_alive()]
-            return len(self._workers)
+        return self._workers.active()
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the workers."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(max(deadline - time.monotonic(), 0))
+        self._workers.join(timeout)
 
     def _work(self, config: Config, job: ScheduledJob, scheduled_for: datetime) -> None:
         bound = log.bind(job=job.id, plan=job.plan.name, scheduled_for=scheduled_for.isoformat())

@@ -4,8 +4,6 @@ worker thread. A firing another daemon already claimed is left to it."""
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -41,6 +39,7 @@ from bbr_orchestrator.ports import CancelToken, Catalog, Clock, ObjectStore
 from bbr_orchestrator.service.checks import run_checks
 from bbr_orchestrator.service.plan_steps import plan_steps
 from bbr_orchestrator.service.slots import Slots
+from bbr_orchestrator.service.workers import Workers
 
 log = structlog.get_logger(__name__)
 
@@ -63,8 +62,7 @@ class PointLauncher:
         self._owner = owner
         self._stop = stop
         self._cancel = cancel
-        self._lock = threading.Lock()
-        self._workers: list[threading.Thread] = []
+        self._workers = Workers()
 
     def launch(
         self, config: Config, plan: PlanConfig, scheduled_for: datetime | None, trigger: Trigger
@@ -92,12 +90,7 @@ class PointLauncher:
             return None
         log.info("firing_claimed", plan=plan.name, restore_point_id=point.id,
                  scheduled_for=scheduled_for)  # fmt: skip
-        worker = threading.Thread(
-            target=self._work, args=(config, plan, point), name=f"plan-{plan.name}", daemon=True
-        )
-        with self._lock:
-            self._workers.append(worker)
-        worker.start()
+        self._workers.start(f"plan-{plan.name}", lambda: self._work(config, plan, point))
         return point
 
     def record_missed(self, plan: PlanConfig, scheduled_for: datetime, why: str) -> None:
@@ -124,17 +117,11 @@ class PointLauncher:
             log.error("missed_firing_not_recorded", plan=plan.name, error=str(exc))
 
     def active(self) -> int:
-        with self._lock:
-            self._workers = [w for w in self._workers if w.is_alive()]
-            return len(self._workers)
+        return self._workers.active()
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the workers."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(max(deadline - time.monotonic(), 0))
+        self._workers.join(timeout)
 
     def _work(self, config: Config, plan: PlanConfig, point: RestorePoint) -> None:
         bound = log.bind(restore_point_id=point.id, plan=plan.name)
