@@ -205,9 +205,9 @@ def _wait_for(store: Store, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def rclone_server(base: Path) -> Iterator[tuple[Store, int]]:
+def rclone_server(base: Path, data: Path) -> Iterator[tuple[Store, int]]:
     binary = rclone_binary()
-    data = base / "rclone-data"
+    base.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -234,10 +234,10 @@ def rclone_server(base: Path) -> Iterator[tuple[Store, int]]:
 
 
 @contextlib.contextmanager
-def s3_server(kind: str, base: Path) -> Iterator[tuple[Store, int]]:
+def s3_server(kind: str, base: Path, data: Path) -> Iterator[tuple[Store, int]]:
     """The store and its server's pid (whose CPU time is reported)."""
     if kind == "rclone":
-        with rclone_server(base) as (store, pid):
+        with rclone_server(base, data) as (store, pid):
             yield store, pid
         return
     from bbr_orchestrator.sandbox.s3server import running_s3_server
@@ -414,6 +414,7 @@ def _ours(
 def helper_ours(job: dict[str, Any]) -> None:
     from bbr_orchestrator.actions.store_artifact import ArtifactSource, store_artifact
     from bbr_orchestrator.actions.upload import StreamSettings
+    from bbr_orchestrator.adapters.allocator import tune_allocator
     from bbr_orchestrator.adapters.clock import SystemClock
     from bbr_orchestrator.adapters.s3 import ClientLimits, S3ObjectStore, make_client
     from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
@@ -423,6 +424,7 @@ def helper_ours(job: dict[str, Any]) -> None:
     from bbr_orchestrator.ports import ObjectStore
 
     configure_logging("info", "json")
+    tune_allocator()  # what the CLI does first
     box = job["box"]
     ssh = SshSettings(
         host=box["host"],
@@ -522,6 +524,15 @@ def aws_version(aws: str | None) -> str:
     return f"{aws}: {(out.stdout or out.stderr).strip()}"
 
 
+def default_server_dir(total: int, fallback: Path) -> Path:
+    """Where the S3 server keeps objects: RAM (``/dev/shm``) when it has room for two
+    uploads, so a slow or busy disk under the server does not slow every mode alike."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 2 * total:
+        return shm
+    return fallback
+
+
 def parse_ours(spec: str) -> list[tuple[int, int]]:
     """``4x16,8x16`` -> [(4, 16), (8, 16)]: parts in flight x part size in MiB."""
     variants = []
@@ -550,6 +561,11 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="keep the artifact here (reused next time); default: temp"
     )
+    parser.add_argument(
+        "--server-dir",
+        type=Path,
+        help="where rclone keeps the objects (default: /dev/shm when it has room, else temp)",
+    )
     parser.add_argument("--helper", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.helper:
@@ -566,7 +582,10 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         run_dir = make_artifact(root, total, args.files)
         jumpbox = stack.enter_context(running_sshd(tmp / "sshd"))
-        store, s3_pid = stack.enter_context(s3_server(args.server, tmp / "s3"))
+        server_dir = args.server_dir or default_server_dir(total, tmp)
+        store, s3_pid = stack.enter_context(
+            s3_server(args.server, tmp / "s3", server_dir / f"rclone-data-{uuid.uuid4().hex[:8]}")
+        )
         store.client().create_bucket(Bucket=BUCKET)
         listing = sorted((p.name, p.stat().st_size) for p in (run_dir / ARTIFACT).iterdir())
         bench = Bench(
@@ -608,7 +627,8 @@ def main() -> None:
         print(
             f"artifact: {len(listing)} files, {bench.total / GiB:.2f} GiB "
             f"({', '.join(f'{n} {s / MiB:.0f} MiB' for n, s in listing)})\n"
-            f"server: {args.server} at {store.endpoint_url}; aws: {aws_version(aws)}\n"
+            f"server: {args.server} at {store.endpoint_url}, objects in {server_dir}; "
+            f"aws: {aws_version(aws)}\n"
             f"{os.cpu_count()} CPUs; median of {args.reps} runs; rounds interleave the modes",
             flush=True,
         )

@@ -18,7 +18,13 @@ from typing import Any
 import yaml
 
 from bbr_orchestrator.actions.session import Session
-from bbr_orchestrator.actions.upload import DEFAULT_STREAM, Progress, StreamSettings, stream_file
+from bbr_orchestrator.actions.upload import (
+    DEFAULT_STREAM,
+    PartBuffers,
+    Progress,
+    StreamSettings,
+    stream_file,
+)
 from bbr_orchestrator.core.bbr_metadata import (
     BbrMetadata,
     MetadataSummary,
@@ -167,6 +173,7 @@ def upload_files(
     if on_total is not None:
         on_total(sum(size for _, size in artifact.files))
     objects: list[ManifestObject] = []
+    buffers = PartBuffers(settings)
     for name, size in artifact.files:
         path = f"{artifact.directory}/{name}"
         stored = stream_file(
@@ -179,6 +186,7 @@ def upload_files(
             tar_checksums=checksums.get(name),
             settings=settings,
             progress=progress,
+            buffers=buffers,
         )
         if name not in checksums:
             remote = session.current.sha256(path)

@@ -1,7 +1,8 @@
 """Artifact files to and from the jumpbox at wire speed, exactly, in bounded memory.
 
 Each transfer is one exec channel running ``dd``/``cat`` (no SFTP request round trips),
-opened with a 16 MiB window and 256 KiB packets. A read first prints the file's size, so
+opened with a 16 MiB window and 256 KiB packets; a read channel batches sshd's 32 KiB packets
+into 1 MiB blocks (``ssh_pipe.BatchingPipe``). A read first prints the file's size, so
 truncation, growth, a killed reader or a dropped connection raise instead of returning short
 data; a dropped read resumes on a new connection from the exact offset in the error. Memory
 per stream is bounded by the window: what paramiko buffers plus one received block.
@@ -18,6 +19,7 @@ from typing import NoReturn, Protocol
 
 import paramiko
 
+from bbr_orchestrator.adapters.ssh_pipe import BatchingPipe
 from bbr_orchestrator.errors import RemoteFileError, SshError, TransferInterrupted
 
 PREFERRED_CIPHERS = (
@@ -106,14 +108,22 @@ def _close(channel: paramiko.Channel) -> None:
         channel.close()
 
 
-def _start(conn: Connected, argv: list[str], timeout: float) -> paramiko.Channel:
-    """An exec channel with the large window and packets, running ``argv`` (shell-quoted)."""
+def _start(
+    conn: Connected, argv: list[str], timeout: float, *, bulk: bool = False
+) -> paramiko.Channel:
+    """An exec channel with the large window and packets, running ``argv`` (shell-quoted).
+
+    ``bulk``: the command's output is one long stream (a file read), so reads are batched
+    (:class:`BatchingPipe`) instead of waking up once per 32 KiB packet.
+    """
     transport = conn.transport
     command = " ".join(argv[:2]) if argv[:2] == ["sh", "-c"] else argv[0]
     try:
         channel = transport.open_session(
             window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE, timeout=timeout
         )
+        if bulk:
+            channel.in_buffer = BatchingPipe()
         channel.settimeout(timeout)
         channel.exec_command(shlex.join(argv))
     except _SSH_ERRORS as exc:
@@ -147,7 +157,9 @@ class RemoteReader:
         self._transport = conn.transport
         self.position = offset
         """Absolute offset of the next byte ``readinto`` returns."""
-        self._channel = _start(conn, ["sh", "-c", _READ_SCRIPT, "sh", path, str(offset)], 30.0)
+        self._channel = _start(
+            conn, ["sh", "-c", _READ_SCRIPT, "sh", path, str(offset)], 30.0, bulk=True
+        )
         self._channel.settimeout(idle_timeout)
         self._pending = _EMPTY
         self._finished = False

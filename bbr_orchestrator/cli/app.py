@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bbr_orchestrator import __version__
+from bbr_orchestrator.adapters.allocator import tune_allocator
 from bbr_orchestrator.config import Config, load_config
 from bbr_orchestrator.errors import OrchestratorError
 from bbr_orchestrator.log import configure_logging
@@ -116,6 +117,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: turns ``OrchestratorError`` into a message and an exit code."""
+    tune_allocator()
     try:
         # Without standalone mode click returns the code of a ``click.exceptions.Exit``.
         code = cli.main(args=argv, prog_name="bbr-orchestrator", standalone_mode=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 from bbr_orchestrator.actions.session import Session
 from bbr_orchestrator.actions.store_artifact import ArtifactSource, store_artifact
 from bbr_orchestrator.actions.upload import StreamSettings
+from bbr_orchestrator.adapters.allocator import tune_allocator
 from bbr_orchestrator.adapters.clock import SystemClock
 from bbr_orchestrator.adapters.s3 import S3ObjectStore, make_client
 from bbr_orchestrator.adapters.ssh import SshJumpbox, SshSettings
@@ -20,6 +21,7 @@ MiB = 1024 * 1024
 
 
 def main(job: dict[str, str | int]) -> None:
+    tune_allocator()  # as the CLI does
     ssh = SshSettings(
         host=str(job["host"]),
         port=int(job["port"]),

@@ -28,6 +28,7 @@ from bbr_orchestrator.adapters.encryption.format import (
     make_header,
     stored_size,
 )
+from bbr_orchestrator.adapters.encryption.writer import SealedBuffers
 from bbr_orchestrator.config import Config, validate_data
 from bbr_orchestrator.config.example import EXAMPLE
 from bbr_orchestrator.errors import ArtifactCorrupt, ObjectNotFound, SecretError
@@ -537,3 +538,52 @@ def test_wired_storage_encrypts_with_the_plan_key_and_reads_with_every_key(
     with pytest.raises(EncryptionKeyUnavailable) as caught:
         wiring.storage(config, target="bosh-director")
     assert "'lost'" in str(caught.value) and str(tmp_path / "missing") in str(caught.value)
+
+
+def test_sealed_buffers_bound_the_copies_in_flight_and_are_reused() -> None:
+    """At most `limit` sealed parts exist at once, however many threads upload; buffers are
+    handed out again (not reallocated) once given back."""
+    pool = SealedBuffers(limit=2)
+    in_use, peak, lock = [0], [0], threading.Lock()
+    seen: set[int] = set()
+
+    def part() -> None:
+        buffer = pool.take(1024)
+        with lock:
+            in_use[0] += 1
+            peak[0] = max(peak[0], in_use[0])
+            seen.add(id(buffer))
+        threading.Event().wait(0.01)
+        with lock:
+            in_use[0] -= 1
+        pool.give(buffer)
+
+    threads = [threading.Thread(target=part) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 2
+    assert len(seen) <= 3  # the two slots' buffers, reused (one may be replaced once)
+
+
+def test_held_first_parts_give_their_buffer_back() -> None:
+    """Small single-part objects (held back, then completed or aborted) return their sealed
+    buffer: a store's later uploads never wait for a slot that leaked."""
+    bucket = Bucket()
+    store = encrypting(bucket)
+    done = threading.Event()
+
+    def uploads() -> None:
+        for i in range(6):
+            upload = store.start_upload(f"{KEY}.{i}")
+            upload.upload_part(1, os.urandom(2 * CS))
+            if i % 2:
+                upload.abort()
+            else:
+                upload.complete()
+        done.set()
+
+    threading.Thread(target=uploads, daemon=True).start()
+    assert done.wait(10.0), "a sealed-buffer slot leaked"
+    assert sorted(bucket.objects) == [f"{KEY}.0", f"{KEY}.2", f"{KEY}.4"]

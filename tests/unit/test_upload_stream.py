@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from bbr_orchestrator.actions.session import Session
-from bbr_orchestrator.actions.upload import StreamSettings, stream_file
+from bbr_orchestrator.actions.upload import PartBuffers, StreamSettings, stream_file
 from bbr_orchestrator.errors import (
     ArtifactCorrupt,
     StorageUnavailable,
@@ -138,3 +138,17 @@ def test_small_file_is_one_put_and_verified() -> None:
     stored = upload(files, store, "s.tar", checksums={"./x": hashlib.sha256(b"hello").hexdigest()})
     assert store.objects["bbr/t/a/s.tar"] == small and store.uploads == []
     assert stored.member_checksums == 1
+
+
+def test_part_buffers_are_allocated_once_per_part_size() -> None:
+    """The files of one artifact reuse the same parts_in_flight + 1 buffers; a file needing
+    another part size gets new ones and the old are dropped."""
+    buffers = PartBuffers(FAST)
+    first = buffers.of_size(PART)
+    held = [first.get_nowait() for _ in range(FAST.parts_in_flight + 1)]
+    assert first.empty() and all(len(b) == PART for b in held)
+    for b in held:
+        first.put(b)
+    assert buffers.of_size(PART) is first
+    bigger = buffers.of_size(2 * PART)
+    assert bigger is not first and len(bigger.get_nowait()) == 2 * PART

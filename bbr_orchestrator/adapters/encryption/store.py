@@ -36,7 +36,7 @@ from bbr_orchestrator.adapters.encryption.reader import (
     close_quietly,
     read_header,
 )
-from bbr_orchestrator.adapters.encryption.writer import EncryptingUpload, Sealer
+from bbr_orchestrator.adapters.encryption.writer import EncryptingUpload, SealedBuffers, Sealer
 from bbr_orchestrator.core.layout import MANIFEST_NAME
 from bbr_orchestrator.ports import MultipartUpload, ObjectStore, ReadStream, StoredObject
 
@@ -65,6 +65,7 @@ class EncryptingStore:
         self._prefix = prefix.strip("/")
         self._chunk_size = check_chunk_size(chunk_size)
         self._random = random_bytes
+        self._buffers = SealedBuffers()
         if active_key_id is not None:
             keyring.key(active_key_id, "encrypting new backups")
 
@@ -88,7 +89,7 @@ class EncryptingStore:
     def start_upload(self, key: str) -> MultipartUpload:
         sealer = self._new_sealer(key)
         upload = self.inner.start_upload(key)
-        return upload if sealer is None else EncryptingUpload(upload, sealer)
+        return upload if sealer is None else EncryptingUpload(upload, sealer, buffers=self._buffers)
 
     def put(self, key: str, data: bytes) -> None:
         sealer = self._new_sealer(key)

@@ -14,8 +14,9 @@ sealed final (an empty one added when it is whole chunks). Parts of part 1's siz
 once, not final; when the last part was one of them, ``complete`` adds one more part: the
 empty final chunk (a 16-byte tag; S3 allows a small last part, and the one before it is at
 least 5 MiB). Only a part 1 under 5 MiB is held back (sealed, not sent) until it is known
-whether more follow, as it cannot be followed by that tiny part. Memory: one sealed copy of
-each part being sent, on top of the pipeline's buffers.
+whether more follow, as it cannot be followed by that tiny part. Memory: a sealed copy of
+each part being sent, at most two at once per store (``SealedBuffers``), on top of the
+pipeline's buffers.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Sealer:
 
 @dataclass
 class _Sealed:
-    """A sealed part in a pooled buffer: ``length`` bytes, room for 16 more."""
+    """A sealed part in a pooled buffer: ``length`` bytes (a held part 1: room for 16 more)."""
 
     number: int
     buffer: bytearray
@@ -98,13 +99,57 @@ class _Sealed:
         return memoryview(self.buffer)[: self.length]
 
 
+class SealedBuffers:
+    """Buffers for sealed parts, reused across the uploads of one store, at most ``limit`` in
+    use at once (``take`` waits): the memory bound of encrypted uploads.
+
+    A sealed copy exists beside the pipeline's plaintext buffer until the part is sent, so
+    ``limit`` x part size is what encryption adds (2 x 16 MiB by default; more parts in flight
+    did not upload faster on a 2-core machine, where the CPUs are the limit). Each buffer is
+    exactly one part's sealed size (a whole buffer goes to S3 as it is, where a slice of a
+    larger one is read and copied in small blocks); free ones of the latest size are kept, as
+    fresh 16 MiB buffers cost page faults (AES-GCM runs twice as fast into warm memory).
+    """
+
+    def __init__(self, limit: int = 2) -> None:
+        self._limit = limit
+        self._slots = threading.Semaphore(limit)
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._free: list[bytearray] = []
+
+    def take(self, size: int) -> bytearray:
+        """A buffer of ``size`` bytes; waits while ``limit`` are in use."""
+        self._slots.acquire()
+        with self._lock:
+            self._in_use += 1
+            for i, buffer in enumerate(self._free):
+                if len(buffer) == size:
+                    return self._free.pop(i)
+            self._free.clear()  # other sizes: dropped, so never more than ``limit`` exist
+        return bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            self._in_use -= 1
+            self._free = [b for b in self._free if len(b) == len(buffer)]
+            if len(self._free) + self._in_use < self._limit:
+                self._free.append(buffer)
+        self._slots.release()
+
+
 class EncryptingUpload:
     """A ``MultipartUpload`` that seals every part on its way to ``inner`` (see the module).
 
-    Sealed parts go into buffers reused within the upload (fresh 16 MiB allocations would
-    cost page faults: AES-GCM runs twice as fast into warm memory)."""
+    Sealed parts go into ``buffers`` (shared by the store's uploads, see ``SealedBuffers``)."""
 
-    def __init__(self, inner: MultipartUpload, sealer: Sealer, hold_below: int = MIN_PART) -> None:
+    def __init__(
+        self,
+        inner: MultipartUpload,
+        sealer: Sealer,
+        hold_below: int = MIN_PART,
+        buffers: SealedBuffers | None = None,
+    ) -> None:
         self.key = inner.key
         self._inner = inner
         self._sealer = sealer
@@ -115,7 +160,7 @@ class EncryptingUpload:
         self._sizes: dict[int, int] = {}
         self._final: int | None = None
         self._held: _Sealed | None = None
-        self._free: list[bytearray] = []
+        self._buffers = buffers or SealedBuffers()
 
     def upload_part(self, number: int, data: memoryview | bytes) -> None:
         view = memoryview(data).cast("B")
@@ -135,31 +180,23 @@ class EncryptingUpload:
         final = len(view) % cs != 0 or (number > 1 and len(view) < self._first_size)
         first = (number - 1) * self._first_size // cs
         header = number == 1
-        buffer = self._take(self._sealer.sealed_size(len(view), final=final, with_header=header))
+        size = self._sealer.sealed_size(len(view), final=final, with_header=header)
+        if not final and not (number == 1 and len(view) < self._hold_below):
+            size -= TAG  # no room kept for a final chunk: the buffer is exactly the body
+        buffer = self._buffers.take(size)
         try:
             length = self._sealer.seal_into(
                 memoryview(buffer), view, first, final=final, with_header=header
             )
             send = self._register(_Sealed(number, buffer, length), len(view), final)
         except BaseException:
-            self._give(buffer)
+            self._buffers.give(buffer)
             raise
         for sealed in send:
             try:
                 self._inner.upload_part(sealed.number, sealed.body)
             finally:
-                self._give(sealed.buffer)
-
-    def _take(self, size: int) -> bytearray:
-        with self._lock:
-            for i, buffer in enumerate(self._free):
-                if len(buffer) >= size:
-                    return self._free.pop(i)
-        return bytearray(size)
-
-    def _give(self, buffer: bytearray) -> None:
-        with self._lock:
-            self._free.append(buffer)
+                self._buffers.give(sealed.buffer)
 
     def _register(self, sealed: _Sealed, size: int, final: bool) -> list[_Sealed]:
         """Record the part; returns what to send now (this part, and part 1 when it was held
@@ -186,7 +223,14 @@ class EncryptingUpload:
     def complete(self) -> None:
         with self._lock:
             sizes, held, final = dict(self._sizes), self._held, self._final
-            self._held, self._free = None, []
+            self._held = None
+        try:
+            self._complete(sizes, held, final)
+        finally:
+            if held is not None:
+                self._buffers.give(held.buffer)
+
+    def _complete(self, sizes: dict[int, int], held: _Sealed | None, final: int | None) -> None:
         if not sizes:  # an empty object: the header and an empty final chunk
             self._inner.upload_part(1, memoryview(self._sealer.seal_object(b"")))
             self._inner.complete()
@@ -208,5 +252,7 @@ class EncryptingUpload:
 
     def abort(self) -> None:
         with self._lock:
-            self._held, self._free = None, []
+            held, self._held = self._held, None
+        if held is not None:
+            self._buffers.give(held.buffer)
         self._inner.abort()

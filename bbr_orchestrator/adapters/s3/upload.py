@@ -7,13 +7,13 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from bbr_orchestrator.adapters.s3.integrity import (
     ChecksumMode,
-    ViewReader,
     byte_view,
     integrity_params,
+    request_body,
 )
 from bbr_orchestrator.adapters.s3.retry import RetryPolicy, Sleep, call_with_retries
 from bbr_orchestrator.errors import StorageError, UploadAborted, UploadRejected
@@ -90,6 +90,7 @@ class S3MultipartUpload:
             self._require_open()
         view = byte_view(data)
         integrity = integrity_params(view, self._checksum)
+        body = request_body(view)
 
         def send() -> Any:
             return self._client.upload_part(
@@ -97,7 +98,7 @@ class S3MultipartUpload:
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=number,
-                Body=cast("IO[bytes]", ViewReader(view)),
+                Body=body,
                 ContentLength=len(view),
                 **integrity,  # type: ignore[arg-type]
             )
