@@ -29,6 +29,7 @@ from bbr_orchestrator.adapters.catalog.run_rows import (
     stale,
     target_holder,
     to_run,
+    update_and_read,
 )
 from bbr_orchestrator.adapters.catalog.schema import Database
 from bbr_orchestrator.adapters.catalog.stats import SqlRunStats
@@ -243,18 +244,7 @@ class SqlCatalog:
     def record_verification(self, run_id: str, restorable: bool, at: datetime) -> Run:
         """Set ``restorable`` and ``verified_at`` whatever the run's state; ``RunNotFound``."""
         values = self._checked(runs, {"restorable": bool(restorable), "verified_at": at})
-        stmt = update_statement(runs).where(runs.c.id == run_id).values(values)
-
-        def work(conn: Connection) -> Row[Any] | None:
-            # The row read back, not the rowcount: MySQL may count a row written with the values
-            # it already held as unchanged.
-            conn.execute(stmt)
-            return conn.execute(select(runs).where(runs.c.id == run_id)).first()
-
-        row = self._db.write(work)
-        if row is None:
-            raise RunNotFound(run_id)
-        return to_run(row)
+        return update_and_read(self._db, run_id, [], values)
 
     def run_stats(self, duration_bounds: Sequence[float]) -> list[RunStats]:
         """One aggregate query (see ``stats.py``)."""

@@ -19,12 +19,12 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from bbr_orchestrator.adapters.catalog.restore_points import ACTIVE_POINT_STATES, to_point
 from bbr_orchestrator.adapters.catalog.rows import aware, checked
-from bbr_orchestrator.adapters.catalog.run_rows import to_run
+from bbr_orchestrator.adapters.catalog.run_rows import update_and_read
 from bbr_orchestrator.adapters.catalog.schema import Database
 from bbr_orchestrator.adapters.catalog.tables import restore_points, runs
 from bbr_orchestrator.core.models import RestorePoint, RestorePointState, Run
 from bbr_orchestrator.core.retention import DeletionConflict
-from bbr_orchestrator.errors import RestorePointNotFound, RunConflict, RunNotFound
+from bbr_orchestrator.errors import RestorePointNotFound, RunConflict
 
 _NOT_STARTED: Final = (runs.c.delete_reason.is_(None), runs.c.deleted_at.is_(None))
 _FINAL_POINT_STATES: Final = tuple(
@@ -107,14 +107,4 @@ class SqlRetention:
     def _update(
         self, run_id: str, where: Sequence[ColumnElement[bool]], values: dict[str, Any]
     ) -> Run:
-        """``UPDATE runs SET values WHERE id = run_id AND where``; the row after (hit or not)."""
-        stmt = update_statement(runs).where(runs.c.id == run_id, *where).values(values)
-
-        def work(conn: Connection) -> Row[Any] | None:
-            conn.execute(stmt)
-            return conn.execute(select(runs).where(runs.c.id == run_id)).first()
-
-        row = self._db.write(work)
-        if row is None:
-            raise RunNotFound(run_id)
-        return to_run(row)
+        return update_and_read(self._db, run_id, where, values)

@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, not_, or_, select
+from sqlalchemy import update as update_statement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ColumnElement
 
 from bbr_orchestrator.adapters.catalog.rows import Refused, aware
+from bbr_orchestrator.adapters.catalog.schema import Database
 from bbr_orchestrator.adapters.catalog.tables import runs
 from bbr_orchestrator.core.models import (
     Run,
@@ -23,6 +25,7 @@ from bbr_orchestrator.core.models import (
     TargetKind,
     Trigger,
 )
+from bbr_orchestrator.errors import RunNotFound
 
 
 def run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
@@ -124,3 +127,21 @@ def stale(bound: datetime, active: Sequence[str]) -> list[ColumnElement[bool]]:
         runs.c.state.in_(active),
         func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < bound,
     ]
+
+
+def update_and_read(
+    db: Database, run_id: str, where: Sequence[ColumnElement[bool]], values: Mapping[str, Any]
+) -> Run:
+    """``UPDATE runs SET values WHERE id = run_id AND where``; the row after, hit or not (read
+    back, not judged by the rowcount: MySQL counts a row written with the values it already
+    held as unchanged); ``RunNotFound`` when there is no such run."""
+    stmt = update_statement(runs).where(runs.c.id == run_id, *where).values(dict(values))
+
+    def work(conn: Connection) -> Row[Any] | None:
+        conn.execute(stmt)
+        return conn.execute(select(runs).where(runs.c.id == run_id)).first()
+
+    row = db.write(work)
+    if row is None:
+        raise RunNotFound(run_id)
+    return to_run(row)
