@@ -587,3 +587,74 @@ def test_held_first_parts_give_their_buffer_back() -> None:
     threading.Thread(target=uploads, daemon=True).start()
     assert done.wait(10.0), "a sealed-buffer slot leaked"
     assert sorted(bucket.objects) == [f"{KEY}.0", f"{KEY}.2", f"{KEY}.4"]
+
+
+def test_a_part_ranked_before_every_holder_does_not_wait_for_a_slot() -> None:
+    """With both slots held by later parts, an earlier part gets a buffer beyond the limit;
+    a part ranked after a holder waits until fewer than `limit` are held."""
+    pool = SealedBuffers(limit=2)
+    held = [pool.take(64, (0, 3)), pool.take(64, (0, 4))]
+    early = pool.take(64, (0, 2))  # would wait for ever at a store taking parts in order
+    late: list[bytearray] = []
+    waiter = threading.Thread(target=lambda: late.append(pool.take(64, (0, 5))), daemon=True)
+    waiter.start()
+    waiter.join(0.2)
+    assert all(early is not b for b in held) and late == []
+    pool.give(held[0])  # two still held: the limit holds again for later parts
+    waiter.join(0.2)
+    assert late == []
+    pool.give(early)
+    waiter.join(5.0)
+    assert len(late) == 1
+
+
+class _InOrderUpload(_Upload):
+    """A store that takes part n only once part n - 1 is stored, as ``rclone serve s3`` does."""
+
+    def __init__(self, bucket: Bucket, key: str) -> None:
+        super().__init__(bucket, key)
+        self.turn = threading.Condition()
+        self.arrived: set[int] = set()
+
+    def upload_part(self, number: int, data: memoryview | bytes) -> None:
+        with self.turn:
+            self.arrived.add(number)
+            self.turn.notify_all()
+            self.turn.wait_for(lambda: all(n in self.parts for n in range(1, number)))
+            self.parts[number] = bytes(data)
+            self.turn.notify_all()
+
+
+class _InOrderBucket(Bucket):
+    def start_upload(self, key: str) -> _Upload:
+        self.uploads.append(_InOrderUpload(self, key))
+        return self.uploads[-1]
+
+
+def test_parts_sent_out_of_order_reach_a_store_that_takes_them_in_order() -> None:
+    """Parts 3 and 4 take both sealed slots and wait at an in-order store for part 2; part 2
+    still gets a buffer, so the upload completes instead of hanging."""
+    part = 5 * MiB  # not held back: every part goes up at once
+    data = os.urandom(4 * part)
+    bucket = _InOrderBucket()
+    store = encrypting(bucket)
+    upload = store.start_upload(KEY)
+    inner = bucket.uploads[-1]
+    assert isinstance(inner, _InOrderUpload)
+
+    def send(n: int) -> threading.Thread:
+        chunk = data[(n - 1) * part : n * part]
+        thread = threading.Thread(target=upload.upload_part, args=(n, chunk), daemon=True)
+        thread.start()
+        return thread
+
+    upload.upload_part(1, data[:part])
+    threads = [send(3), send(4)]
+    with inner.turn:
+        assert inner.turn.wait_for(lambda: {3, 4} <= inner.arrived, timeout=10.0)
+    threads.append(send(2))
+    for thread in threads:
+        thread.join(10.0)
+    assert not any(thread.is_alive() for thread in threads), "the upload hung"
+    upload.complete()
+    assert read_all(store, KEY) == data

@@ -15,12 +15,13 @@ once, not final; when the last part was one of them, ``complete`` adds one more 
 empty final chunk (a 16-byte tag; S3 allows a small last part, and the one before it is at
 least 5 MiB). Only a part 1 under 5 MiB is held back (sealed, not sent) until it is known
 whether more follow, as it cannot be followed by that tiny part. Memory: a sealed copy of
-each part being sent, at most two at once per store (``SealedBuffers``), on top of the
-pipeline's buffers.
+each part being sent, at most two at once per store (``SealedBuffers``; more only while an
+earlier part would otherwise wait behind later ones), on top of the pipeline's buffers.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -109,33 +110,54 @@ class SealedBuffers:
     exactly one part's sealed size (a whole buffer goes to S3 as it is, where a slice of a
     larger one is read and copied in small blocks); free ones of the latest size are kept, as
     fresh 16 MiB buffers cost page faults (AES-GCM runs twice as fast into warm memory).
+
+    A part never waits only behind later ones: when every slot is held by parts ranked after
+    the one asking (later parts of its upload, or parts of later uploads), it gets a buffer
+    beyond the limit. Some stores take an upload's parts only in order (``rclone serve s3``
+    holds part n until part n - 1 is written); had parts 3 and 4 taken both slots before part
+    2 asked, they would wait for part 2 and part 2 for their slots, for ever. Only then, when
+    the uploading threads' parts came out of order, does the limit give (at most one buffer
+    per thread); while an earlier part holds a slot, its end frees one.
     """
 
     def __init__(self, limit: int = 2) -> None:
         self._limit = limit
-        self._slots = threading.Semaphore(limit)
-        self._lock = threading.Lock()
-        self._in_use = 0
+        self._changed = threading.Condition()
+        self._holders: dict[int, tuple[int, int]] = {}
+        """id of each buffer in use -> the rank of the part it holds."""
         self._free: list[bytearray] = []
+        self._uploads = itertools.count()
 
-    def take(self, size: int) -> bytearray:
-        """A buffer of ``size`` bytes; waits while ``limit`` are in use."""
-        self._slots.acquire()
-        with self._lock:
-            self._in_use += 1
-            for i, buffer in enumerate(self._free):
-                if len(buffer) == size:
-                    return self._free.pop(i)
-            self._free.clear()  # other sizes: dropped, so never more than ``limit`` exist
-        return bytearray(size)
+    def new_upload(self) -> int:
+        """A serial number for an upload: its parts rank after every earlier upload's."""
+        return next(self._uploads)
+
+    def take(self, size: int, rank: tuple[int, int] = (0, 0)) -> bytearray:
+        """A buffer of ``size`` bytes for the part ranked ``rank`` (upload serial, part
+        number); waits while ``limit`` are in use, unless every holder ranks after it."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    len(self._holders) < self._limit
+                    or all(held > rank for held in self._holders.values())
+                )
+            )
+            kept = [i for i, b in enumerate(self._free) if len(b) == size]
+            if kept:
+                buffer = self._free.pop(kept[0])
+            else:
+                self._free.clear()  # other sizes: dropped, so never more than ``limit`` exist
+                buffer = bytearray(size)
+            self._holders[id(buffer)] = rank
+        return buffer
 
     def give(self, buffer: bytearray) -> None:
-        with self._lock:
-            self._in_use -= 1
+        with self._changed:
+            del self._holders[id(buffer)]
             self._free = [b for b in self._free if len(b) == len(buffer)]
-            if len(self._free) + self._in_use < self._limit:
+            if len(self._free) + len(self._holders) < self._limit:
                 self._free.append(buffer)
-        self._slots.release()
+            self._changed.notify_all()
 
 
 class EncryptingUpload:
@@ -161,6 +183,7 @@ class EncryptingUpload:
         self._final: int | None = None
         self._held: _Sealed | None = None
         self._buffers = buffers or SealedBuffers()
+        self._serial = self._buffers.new_upload()
 
     def upload_part(self, number: int, data: memoryview | bytes) -> None:
         view = memoryview(data).cast("B")
@@ -183,7 +206,7 @@ class EncryptingUpload:
         size = self._sealer.sealed_size(len(view), final=final, with_header=header)
         if not final and not (number == 1 and len(view) < self._hold_below):
             size -= TAG  # no room kept for a final chunk: the buffer is exactly the body
-        buffer = self._buffers.take(size)
+        buffer = self._buffers.take(size, (self._serial, number))
         try:
             length = self._sealer.seal_into(
                 memoryview(buffer), view, first, final=final, with_header=header
