@@ -608,6 +608,32 @@ def test_a_part_ranked_before_every_holder_does_not_wait_for_a_slot() -> None:
     assert len(late) == 1
 
 
+def test_a_slot_given_back_goes_to_the_earliest_part_waiting() -> None:
+    """Parts 4 and 3 wait (in that order) for a slot; the one given back goes to part 3."""
+    pool = SealedBuffers(limit=2)
+    held = [pool.take(64, (0, 1)), pool.take(64, (0, 2))]
+    got: dict[int, bytearray] = {}
+
+    def wait_for_slot(number: int) -> threading.Thread:
+        def take() -> None:
+            got[number] = pool.take(64, (0, number))
+
+        thread = threading.Thread(target=take, daemon=True)
+        thread.start()
+        thread.join(0.2)
+        return thread
+
+    fourth, third = wait_for_slot(4), wait_for_slot(3)
+    assert got == {}
+    pool.give(held[0])
+    third.join(5.0)
+    fourth.join(0.2)
+    assert sorted(got) == [3]
+    pool.give(held[1])
+    fourth.join(5.0)
+    assert sorted(got) == [3, 4]
+
+
 class _InOrderUpload(_Upload):
     """A store that takes part n only once part n - 1 is stored, as ``rclone serve s3`` does."""
 

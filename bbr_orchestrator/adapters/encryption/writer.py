@@ -117,7 +117,8 @@ class SealedBuffers:
     holds part n until part n - 1 is written); had parts 3 and 4 taken both slots before part
     2 asked, they would wait for part 2 and part 2 for their slots, for ever. Only then, when
     the uploading threads' parts came out of order, does the limit give (at most one buffer
-    per thread); while an earlier part holds a slot, its end frees one.
+    per thread); while an earlier part holds a slot, its end frees one. A slot given back
+    goes to the earliest part waiting, so parts queued for slots take them in order.
     """
 
     def __init__(self, limit: int = 2) -> None:
@@ -125,6 +126,7 @@ class SealedBuffers:
         self._changed = threading.Condition()
         self._holders: dict[int, tuple[int, int]] = {}
         """id of each buffer in use -> the rank of the part it holds."""
+        self._waiting: list[tuple[int, int]] = []
         self._free: list[bytearray] = []
         self._uploads = itertools.count()
 
@@ -134,14 +136,14 @@ class SealedBuffers:
 
     def take(self, size: int, rank: tuple[int, int] = (0, 0)) -> bytearray:
         """A buffer of ``size`` bytes for the part ranked ``rank`` (upload serial, part
-        number); waits while ``limit`` are in use, unless every holder ranks after it."""
+        number). Waits while ``limit`` are in use, unless every holder ranks after it; a slot
+        given back goes to the lowest-ranked part waiting."""
         with self._changed:
-            self._changed.wait_for(
-                lambda: (
-                    len(self._holders) < self._limit
-                    or all(held > rank for held in self._holders.values())
-                )
-            )
+            self._waiting.append(rank)
+            try:
+                self._changed.wait_for(lambda: self._may_take(rank))
+            finally:
+                self._waiting.remove(rank)
             kept = [i for i, b in enumerate(self._free) if len(b) == size]
             if kept:
                 buffer = self._free.pop(kept[0])
@@ -149,7 +151,13 @@ class SealedBuffers:
                 self._free.clear()  # other sizes: dropped, so never more than ``limit`` exist
                 buffer = bytearray(size)
             self._holders[id(buffer)] = rank
+            self._changed.notify_all()  # the next lowest waiting part may take a slot now
         return buffer
+
+    def _may_take(self, rank: tuple[int, int]) -> bool:
+        if all(held > rank for held in self._holders.values()):
+            return True  # nothing held, or only by parts that may be waiting for this one
+        return len(self._holders) < self._limit and rank <= min(self._waiting)
 
     def give(self, buffer: bytearray) -> None:
         with self._changed:
